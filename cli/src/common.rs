@@ -1,0 +1,131 @@
+//! Shared pieces of the commands: the registry, array input, JSON output.
+
+use dlm_core::{DlmError, Registry, Result};
+use ndarray::{ArrayD, IxDyn};
+use std::path::{Path, PathBuf};
+
+/// Builds the registry: built-in plugins, then `DLM_PLUGIN_PATH`, then `--plugin` paths.
+pub fn registry(plugins: &[PathBuf]) -> Result<Registry> {
+    let mut r = Registry::new();
+    r.register_builtin("dlm-plugin-matching", dlm_plugin_matching::register)?;
+    r.register_builtin("dlm-plugin-topk", dlm_plugin_topk::register)?;
+    r.register_builtin("dlm-plugin-argmax", dlm_plugin_argmax::register)?;
+    r.register_builtin("dlm-plugin-noise", dlm_plugin_noise::register)?;
+    r.register_builtin("dlm-plugin-mlp", dlm_plugin_mlp::register)?;
+    if let Ok(list) = std::env::var("DLM_PLUGIN_PATH") {
+        r.load_path_list(&list)?;
+    }
+    for p in plugins {
+        r.load_library(p)?;
+    }
+    Ok(r)
+}
+
+/// Reads an array from a `.npy` file (f64 or f32, any rank) or a CSV file (numbers, one row
+/// per line, optional header line; a single row or column becomes 1-d).
+pub fn read_array(path: &Path) -> Result<ArrayD<f64>> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => read_npy(path),
+        "csv" | "txt" => read_csv(path),
+        _ => Err(DlmError::invalid(
+            "input file",
+            format!("{}: use a .npy or .csv file", path.display()),
+        )),
+    }
+}
+
+fn read_npy(path: &Path) -> Result<ArrayD<f64>> {
+    use ndarray_npy::ReadNpyExt;
+    let open = || std::fs::File::open(path).map_err(|e| DlmError::io("reading", path, e));
+    match ArrayD::<f64>::read_npy(open()?) {
+        Ok(a) => Ok(a),
+        Err(e64) => match ArrayD::<f32>::read_npy(open()?) {
+            Ok(a) => Ok(a.mapv(f64::from)),
+            Err(_) => Err(DlmError::format(
+                ".npy array",
+                path,
+                format!("{e64} (expected a float64 or float32 array)"),
+            )),
+        },
+    }
+}
+
+fn read_csv(path: &Path) -> Result<ArrayD<f64>> {
+    let text = std::fs::read_to_string(path).map_err(|e| DlmError::io("reading", path, e))?;
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    for (lineno, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed: std::result::Result<Vec<f64>, _> = line
+            .split(|c| c == ',' || c == ';' || c == '\t')
+            .map(|f| f.trim().parse::<f64>())
+            .collect();
+        match parsed {
+            Ok(r) => rows.push(r),
+            Err(_) if rows.is_empty() && lineno == 0 => continue, // header
+            Err(_) => {
+                return Err(DlmError::format(
+                    "CSV file",
+                    path,
+                    format!("line {}: '{line}' is not a list of numbers", lineno + 1),
+                ))
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(DlmError::Empty {
+            what: format!("CSV file {}", path.display()),
+            hint: "write one row of comma-separated numbers per line".into(),
+        });
+    }
+    let w = rows[0].len();
+    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != w) {
+        return Err(DlmError::format(
+            "CSV file",
+            path,
+            format!(
+                "row {} has {} values but the first row has {w}",
+                i + 1,
+                r.len()
+            ),
+        ));
+    }
+    let h = rows.len();
+    let flat: Vec<f64> = rows.into_iter().flatten().collect();
+    let shape: Vec<usize> = if h == 1 || w == 1 {
+        vec![h * w]
+    } else {
+        vec![h, w]
+    };
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), flat).expect("sizes checked"))
+}
+
+/// Parses a comma-separated list of numbers.
+pub fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
+    s.split(',')
+        .map(|p| {
+            p.trim().parse::<T>().map_err(|_| {
+                DlmError::invalid(what, format!("'{p}' in '{s}' is not a valid number"))
+            })
+        })
+        .collect()
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+}
+
+/// A JSON number that stays valid for non-finite values (null).
+pub fn num(x: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(x)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,65 @@
+//! Training curves as SVG (plotters).
+
+use dlm_core::model_file::write_atomic;
+use dlm_core::trainer::EpochRecord;
+use dlm_core::{DlmError, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+fn series_range(v: &[f64]) -> (f64, f64) {
+    let (lo, hi) = v
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    }
+}
+
+/// Writes three stacked panels (training loss, sigma, |eps|) over epochs to an SVG file.
+pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 900)).into_drawing_area();
+        let err = |e: String| DlmError::invalid("plot", e);
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let panels = root.split_evenly((3, 1));
+        let epochs = history.len().max(1) as f64;
+        let pick: [(&str, Box<dyn Fn(&EpochRecord) -> f64>); 3] = [
+            ("training loss (noiseless)", Box::new(|r| r.loss)),
+            ("sigma (mean)", Box::new(|r| r.sigma)),
+            ("|epsilon|", Box::new(|r| r.epsilon.abs())),
+        ];
+        for (area, (title, f)) in panels.iter().zip(pick.iter()) {
+            let ys: Vec<f64> = history.iter().map(f).collect();
+            let (lo, hi) = series_range(&ys);
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0f64..epochs, lo..hi)
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .draw_series(LineSeries::new(
+                    ys.iter().enumerate().map(|(i, &y)| (i as f64, y)),
+                    &BLUE,
+                ))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    write_atomic(path, svg.as_bytes())
+}

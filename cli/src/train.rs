@@ -1,0 +1,434 @@
+//! `dlm train` and `dlm eval`.
+
+use crate::common::{num, print_json};
+use crate::plot;
+use clap::{Args, ValueEnum};
+use dlm_core::model_file::ModelFile;
+use dlm_core::tasks::sort::{SortMetrics, SortSettings, SortTask};
+use dlm_core::tasks::{SigmaMode, SigmaModel};
+use dlm_core::trainer::{fit, EpochRecord, FitOptions, FitReport};
+use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Which experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskKind {
+    /// Learning to sort: d numbers, a d x d matching (seed experiment 1).
+    Sort,
+}
+
+/// Options of `dlm train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The experiment.
+    #[arg(long, value_enum, default_value_t = TaskKind::Sort)]
+    task: TaskKind,
+    /// Sequence length d (sort).
+    #[arg(long, default_value_t = 10)]
+    n: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// Training sequences: 0 draws a fresh batch every epoch (one step per epoch, the
+    /// default); N fixes a training set of N sequences, one pass per epoch.
+    #[arg(long, default_value_t = 0)]
+    train_size: usize,
+    /// Noise draws per example.
+    #[arg(long, default_value_t = 5)]
+    draws: usize,
+    /// Initial eps of the loss-augmented argmax (negative: towards the ground truth).
+    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true)]
+    epsilon: f64,
+    /// Largest |eps| the zero-direction escape (|eps| *= 1.1) may reach.
+    #[arg(long, default_value_t = 1e3)]
+    max_epsilon: f64,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 2000)]
+    epochs: u64,
+    /// Stop after this many epochs without improvement of the training loss (0: never).
+    #[arg(long, default_value_t = 50)]
+    patience: u64,
+    /// Learning rate of mu (Adam).
+    #[arg(long, default_value_t = 0.1)]
+    mu_lr: f64,
+    /// Learning rate of sigma (SGD).
+    #[arg(long, default_value_t = 1e-6)]
+    sigma_lr: f64,
+    /// Noise model (any registered one, with options), e.g. gumbel, gumbel:variance=3, gaussian:std=2.
+    #[arg(long, default_value = "gumbel:variance=3")]
+    noise: String,
+    /// Noise scale: learned (a network), fixed:VALUE, or none (no noise).
+    #[arg(long, default_value = "learned")]
+    sigma: SigmaMode,
+    /// Structure (default for sort: matching).
+    #[arg(long)]
+    structure: Option<String>,
+    /// Task loss (default for sort: sort, the official +-x^2 loss; or hamming).
+    #[arg(long)]
+    loss: Option<String>,
+    /// The mu scorer (default for sort: mlp:sizes=1-32-N with Adam at --mu-lr).
+    #[arg(long)]
+    mu: Option<String>,
+    /// The sigma scorer (default for sort: mlp:sizes=N-1,out=softplus with SGD at --sigma-lr).
+    #[arg(long = "sigma-net")]
+    sigma_net: Option<String>,
+    /// Test sequences.
+    #[arg(long, default_value_t = 1000)]
+    test_size: usize,
+    /// Range LO,HI of the uniform test numbers.
+    #[arg(long, default_value = "0,1", allow_hyphen_values = true)]
+    test_range: String,
+    /// Seed of every random draw (data, initialisation, noise).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the trained model here (atomically).
+    #[arg(long, value_name = "PATH")]
+    save: Option<PathBuf>,
+    /// Write an SVG plot of training loss, sigma and eps per epoch.
+    #[arg(long, value_name = "PATH")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object with the results on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Options of `dlm eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A model written by `dlm train --save`.
+    #[arg(long, value_name = "PATH")]
+    load: PathBuf,
+    /// Test sequences.
+    #[arg(long, default_value_t = 1000)]
+    test_size: usize,
+    /// Range LO,HI of the uniform test numbers.
+    #[arg(long, default_value = "0,1", allow_hyphen_values = true)]
+    test_range: String,
+    /// Seed of the test set (default: the model's training seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_range(s: &str) -> Result<(f64, f64)> {
+    let v: Vec<f64> = crate::common::parse_list(s, "--test-range")?;
+    match v.as_slice() {
+        [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok((*lo, *hi)),
+        _ => Err(DlmError::invalid(
+            "--test-range",
+            format!("'{s}': write LO,HI with LO < HI, e.g. 0,1"),
+        )),
+    }
+}
+
+/// Everything needed to rebuild a sort model.
+struct SortSpecs {
+    n: usize,
+    structure: String,
+    noise: String,
+    loss: String,
+    mu: String,
+    sigma_mode: SigmaMode,
+    sigma_net: String,
+}
+
+fn build_sort(reg: &Registry, specs: &SortSpecs, settings: SortSettings) -> Result<SortTask> {
+    let structure = reg.structure(&specs.structure.parse()?)?;
+    let noise = reg.noise(&specs.noise.parse()?)?;
+    let loss = reg.loss(&specs.loss.parse()?)?;
+    let mu = reg.scorer(&specs.mu.parse()?)?;
+    let sigma = match specs.sigma_mode {
+        SigmaMode::Learned => SigmaModel::Learned(reg.scorer(&specs.sigma_net.parse()?)?),
+        SigmaMode::Fixed(v) => SigmaModel::Fixed(v),
+        SigmaMode::None => SigmaModel::None,
+    };
+    SortTask::new(settings, structure, noise, loss, mu, sigma)
+}
+
+struct Progress {
+    bar: ProgressBar,
+    plain: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if quiet || !tty {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        } else {
+            let b =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        };
+        Progress {
+            bar,
+            plain: !quiet && !tty,
+            last: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, r: &EpochRecord) {
+        let msg = format!(
+            "loss {:.4} perturbed {:.4} sigma {:.4} eps {:.3} zero-dir {:.2}",
+            r.loss, r.perturbed_loss, r.sigma, r.epsilon, r.zero_rate
+        );
+        self.bar.set_position(r.epoch + 1);
+        if !self.bar.is_hidden() {
+            self.bar.set_message(msg);
+        } else if self.plain && self.last.elapsed().as_secs_f64() >= 2.0 {
+            eprintln!("epoch {} {msg}", r.epoch + 1);
+            self.last = Instant::now();
+        }
+    }
+}
+
+fn metrics_json(m: &SortMetrics) -> serde_json::Value {
+    json!({
+        "n_sequences": m.n_sequences,
+        "prop_wrong": num(m.prop_wrong),
+        "prop_any_wrong": num(m.prop_any_wrong),
+        "kendall_tau": num(m.kendall_tau),
+    })
+}
+
+fn print_metrics(m: &SortMetrics, range: (f64, f64)) {
+    eprintln!(
+        "test ({} sequences, uniform [{}, {})): prop. wrong {:.4}, prop. any wrong {:.4}, Kendall tau {:.4}",
+        m.n_sequences, range.0, range.1, m.prop_wrong, m.prop_any_wrong, m.kendall_tau
+    );
+}
+
+pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+    match a.task {
+        TaskKind::Sort => train_sort(reg, a),
+    }
+}
+
+fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+    let range = parse_range(&a.test_range)?;
+    for (name, v) in [("--mu-lr", a.mu_lr), ("--sigma-lr", a.sigma_lr)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(DlmError::invalid(
+                name,
+                format!("{v}: must be finite and >= 0"),
+            ));
+        }
+    }
+    let n = a.n;
+    let specs = SortSpecs {
+        n,
+        structure: a.structure.clone().unwrap_or_else(|| "matching".into()),
+        noise: a.noise.clone(),
+        loss: a.loss.clone().unwrap_or_else(|| "sort".into()),
+        mu: a.mu.clone().unwrap_or_else(|| {
+            format!("mlp:sizes=1-32-{n},opt=adam,lr={},seed={}", a.mu_lr, a.seed)
+        }),
+        sigma_mode: a.sigma,
+        sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
+            format!(
+                "mlp:sizes={n}-1,out=softplus,opt=sgd,lr={},seed={}",
+                a.sigma_lr,
+                a.seed.wrapping_add(1)
+            )
+        }),
+    };
+    let settings = SortSettings {
+        n,
+        batch: a.batch,
+        train_size: a.train_size,
+        estimator: DlmEstimator {
+            epsilon: a.epsilon,
+            draws: a.draws,
+            escape_factor: 1.1,
+            max_abs_epsilon: a.max_epsilon,
+        },
+        seed: a.seed,
+    };
+    let mut task = build_sort(reg, &specs, settings)?;
+    if let Some(p) = &a.save {
+        check_writable(p)?;
+    }
+    if let Some(p) = &a.plot {
+        check_writable(p)?;
+    }
+    let mut progress = Progress::new(a.epochs, a.quiet);
+    let report: FitReport = fit(
+        &mut task,
+        &FitOptions {
+            max_epochs: a.epochs,
+            patience: a.patience,
+            min_delta: 0.0,
+        },
+        &mut |r: &EpochRecord, _improved: bool| progress.update(r),
+    )?;
+    progress.bar.finish_and_clear();
+    let metrics = task.evaluate(a.test_size, range.0, range.1, a.seed)?;
+    if !a.quiet {
+        eprintln!(
+            "trained {} epochs in {:.2} s ({:.1} us/epoch){}",
+            report.epochs_run,
+            report.seconds,
+            1e6 * report.seconds / report.epochs_run as f64,
+            if report.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
+        );
+        print_metrics(&metrics, range);
+    }
+    if let Some(p) = &a.save {
+        save_sort(p, &task, &specs, a)?;
+    }
+    if let Some(p) = &a.plot {
+        plot::training_svg(p, &report.history)?;
+    }
+    let last = report.history.last().cloned();
+    if a.json {
+        print_json(&json!({
+            "task": "sort",
+            "n": n,
+            "batch": a.batch,
+            "draws": a.draws,
+            "noise": a.noise,
+            "sigma_mode": a.sigma.to_string(),
+            "seed": a.seed,
+            "epochs_run": report.epochs_run,
+            "stopped_early": report.stopped_early,
+            "best_epoch": report.best_epoch,
+            "best_train_loss": num(report.best_loss),
+            "train_seconds": num(report.seconds),
+            "seconds_per_epoch": num(report.seconds / report.epochs_run as f64),
+            "sigma_final": num(last.as_ref().map_or(f64::NAN, |r| r.sigma)),
+            "epsilon_final": num(task.epsilon()),
+            "zero_direction_rate_final": num(last.as_ref().map_or(f64::NAN, |r| r.zero_rate)),
+            "test_range": [num(range.0), num(range.1)],
+            "test": metrics_json(&metrics),
+        }));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_writable(p: &Path) -> Result<()> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(DlmError::invalid(
+            "output path",
+            format!(
+                "{}: directory {} does not exist",
+                p.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn save_sort(path: &Path, task: &SortTask, specs: &SortSpecs, a: &TrainArgs) -> Result<()> {
+    let mut m = ModelFile::default();
+    let h = &mut m.header;
+    h.insert("task".into(), "sort".into());
+    h.insert("n".into(), specs.n.to_string());
+    h.insert("structure".into(), specs.structure.clone());
+    h.insert("noise".into(), specs.noise.clone());
+    h.insert("loss".into(), specs.loss.clone());
+    h.insert("mu".into(), specs.mu.clone());
+    h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
+    h.insert("sigma_net".into(), specs.sigma_net.clone());
+    h.insert("batch".into(), a.batch.to_string());
+    h.insert("draws".into(), a.draws.to_string());
+    h.insert("epsilon".into(), task.epsilon().to_string());
+    h.insert("seed".into(), a.seed.to_string());
+    let mut mu = Vec::new();
+    task.mu().save(&mut mu)?;
+    m.sections.push(("mu".into(), mu));
+    if let SigmaModel::Learned(s) = task.sigma_model() {
+        let mut b = Vec::new();
+        s.save(&mut b)?;
+        m.sections.push(("sigma".into(), b));
+    }
+    m.write(path)
+}
+
+pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
+    let range = parse_range(&a.test_range)?;
+    let m = ModelFile::read(&a.load)?;
+    let p = &a.load;
+    let task_name = m.get("task", p)?;
+    if task_name != "sort" {
+        return Err(DlmError::format(
+            "model file",
+            p,
+            format!("unknown task '{task_name}'"),
+        ));
+    }
+    let parse_num = |k: &str| -> Result<f64> {
+        m.get(k, p)?
+            .parse()
+            .map_err(|_| DlmError::format("model file", p, format!("'{k}' is not a number")))
+    };
+    let n = parse_num("n")? as usize;
+    let seed = parse_num("seed")? as u64;
+    let specs = SortSpecs {
+        n,
+        structure: m.get("structure", p)?.into(),
+        noise: m.get("noise", p)?.into(),
+        loss: m.get("loss", p)?.into(),
+        mu: m.get("mu", p)?.into(),
+        sigma_mode: m.get("sigma_mode", p)?.parse()?,
+        sigma_net: m.get("sigma_net", p)?.into(),
+    };
+    let _: Spec = specs.mu.parse()?;
+    let settings = SortSettings {
+        n,
+        batch: parse_num("batch")? as usize,
+        train_size: 0,
+        estimator: DlmEstimator {
+            epsilon: parse_num("epsilon")?,
+            draws: parse_num("draws")? as usize,
+            ..DlmEstimator::default()
+        },
+        seed,
+    };
+    let mut task = build_sort(reg, &specs, settings)?;
+    task.mu_mut().load(&mut m.section("mu", p)?)?;
+    if let SigmaModel::Learned(s) = task.sigma_model_mut() {
+        s.load(&mut m.section("sigma", p)?)?;
+    }
+    let test_seed = a.seed.unwrap_or(seed);
+    let metrics = task.evaluate(a.test_size, range.0, range.1, test_seed)?;
+    if a.json {
+        print_json(&json!({
+            "task": "sort",
+            "n": n,
+            "model": a.load.display().to_string(),
+            "seed": test_seed,
+            "test_range": [num(range.0), num(range.1)],
+            "test": metrics_json(&metrics),
+        }));
+    } else {
+        print_metrics(&metrics, range);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,256 @@
+//! End-to-end tests of the `dlm` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dlm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlm"))
+        .args(args)
+        .env_remove("DLM_PLUGIN_PATH")
+        .output()
+        .expect("run dlm")
+}
+
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    let out = dlm(args);
+    assert!(
+        out.status.success(),
+        "dlm {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "dlm {args:?} did not print JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn err_text(args: &[&str]) -> String {
+    let out = dlm(args);
+    assert!(!out.status.success(), "dlm {args:?} should fail");
+    assert!(out.stdout.is_empty(), "no partial output on stdout");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn plugins_lists_the_builtins() {
+    let v = ok_json(&["plugins", "--json"]);
+    let names: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().into(),
+                c["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (k, n) in [
+        ("structure", "matching"),
+        ("structure", "topk"),
+        ("structure", "argmax"),
+        ("noise", "gumbel"),
+        ("noise", "gaussian"),
+        ("noise", "logistic"),
+        ("noise", "sum-of-gamma"),
+        ("noise", "corr-gaussian"),
+        ("loss", "hamming"),
+        ("loss", "sort"),
+        ("loss", "label-mismatch"),
+        ("loss", "zero-one"),
+        ("scorer", "mlp"),
+    ] {
+        assert!(
+            names.contains(&(k.into(), n.into())),
+            "{k} {n} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn solve_reads_csv_and_npy_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("m.csv");
+    std::fs::write(&csv, "0.1,0.9,0.0\n0.8,0.2,0.0\n0.0,0.0,1.0\n").unwrap();
+    let v = ok_json(&[
+        "solve",
+        "--structure",
+        "matching",
+        "--input",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(v["solution"], serde_json::json!([1, 0, 2]));
+    assert!((v["score"].as_f64().unwrap() - 2.7).abs() < 1e-12);
+    let v = ok_json(&[
+        "solve",
+        "-s",
+        "matching:algo=km",
+        "-i",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(v["solution"], serde_json::json!([1, 0, 2]));
+    let v = ok_json(&["solve", "-s", "topk:k=2", "--potentials", "0.3,-1,2,0.5"]);
+    assert_eq!(v["solution"], serde_json::json!([0, 2]));
+    // A batch in one .npy file.
+    let npy = dir.path().join("b.npy");
+    let arr =
+        ndarray::Array3::<f64>::from_shape_fn(
+            (2, 3, 3),
+            |(b, i, j)| if (i + b) % 3 == j { 1.0 } else { 0.0 },
+        );
+    ndarray_npy::write_npy(&npy, &arr).unwrap();
+    let v = ok_json(&["solve", "-i", npy.to_str().unwrap()]);
+    assert_eq!(v["problems"][0]["solution"], serde_json::json!([0, 1, 2]));
+    assert_eq!(v["problems"][1]["solution"], serde_json::json!([1, 2, 0]));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let nan = dir.path().join("nan.csv");
+    std::fs::write(&nan, "1,2\nNaN,0\n").unwrap();
+    assert!(err_text(&["solve", "-i", nan.to_str().unwrap()]).contains("non-finite"));
+    let ragged = dir.path().join("r.csv");
+    std::fs::write(&ragged, "1,2\n3\n").unwrap();
+    assert!(err_text(&["solve", "-i", ragged.to_str().unwrap()]).contains("row 2"));
+    let rect = dir.path().join("rect.csv");
+    std::fs::write(&rect, "1,2,3\n4,5,6\n").unwrap();
+    assert!(err_text(&["solve", "-i", rect.to_str().unwrap()]).contains("[n, n]"));
+    assert!(err_text(&["solve", "-i", "/nonexistent.csv"]).contains("/nonexistent.csv"));
+    assert!(err_text(&["solve", "-s", "nosuch", "--potentials", "1"]).contains("available"));
+    assert!(
+        err_text(&["solve", "-s", "matching:algoo=km", "--potentials", "1"])
+            .contains("unknown option")
+    );
+    let junk = dir.path().join("j.npy");
+    std::fs::write(&junk, b"garbage").unwrap();
+    assert!(err_text(&["solve", "-i", junk.to_str().unwrap()]).contains(".npy"));
+    assert!(err_text(&["train", "--epsilon", "0", "--epochs", "1"]).contains("epsilon"));
+    assert!(err_text(&["train", "--sigma", "fixed:-1", "--epochs", "1"]).contains("fixed:VALUE"));
+    assert!(err_text(&["--plugin", "/nonexistent/libp.so", "plugins"]).contains("no such file"));
+}
+
+#[test]
+fn sample_reports_frequencies() {
+    let v = ok_json(&[
+        "sample",
+        "-s",
+        "argmax",
+        "--potentials",
+        "0,0",
+        "--samples",
+        "4000",
+        "--seed",
+        "3",
+    ]);
+    let f: f64 = v["frequencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["frequency"].as_f64().unwrap())
+        .sum();
+    assert!((f - 1.0).abs() < 1e-12);
+    assert_eq!(v["distinct"], 2);
+}
+
+#[test]
+fn verify_passes_and_reports_a_table() {
+    let v = ok_json(&["verify", "--samples", "20000", "--json"]);
+    assert_eq!(v["failed"], 0, "{v:#}");
+    assert!(v["checks"].as_array().unwrap().len() >= 8);
+}
+
+#[test]
+fn train_save_eval_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.dlm");
+    let plot = dir.path().join("p.svg");
+    let m = model.to_str().unwrap();
+    let t = ok_json(&[
+        "train",
+        "--task",
+        "sort",
+        "--n",
+        "5",
+        "--epochs",
+        "60",
+        "--seed",
+        "4",
+        "--test-size",
+        "300",
+        "--save",
+        m,
+        "--plot",
+        plot.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    for k in [
+        "task",
+        "n",
+        "epochs_run",
+        "train_seconds",
+        "seconds_per_epoch",
+        "sigma_final",
+        "epsilon_final",
+    ] {
+        assert!(!t[k].is_null(), "missing {k} in {t:#}");
+    }
+    for k in ["n_sequences", "prop_wrong", "prop_any_wrong", "kendall_tau"] {
+        assert!(!t["test"][k].is_null(), "missing test.{k}");
+    }
+    assert!(Path::new(&plot).exists());
+    let e = ok_json(&["eval", "--load", m, "--test-size", "300", "--json"]);
+    assert_eq!(
+        e["test"], t["test"],
+        "eval of the saved model gives the training run's metrics"
+    );
+    // A corrupted model is refused.
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() - 7]).unwrap();
+    assert!(err_text(&["eval", "--load", m]).contains("truncated"));
+    // Saving into a missing directory fails before training and writes nothing.
+    assert!(
+        err_text(&["train", "--epochs", "2", "--save", "/nonexistent/dir/m.dlm"])
+            .contains("does not exist")
+    );
+}
+
+#[test]
+fn thread_count_does_not_change_training() {
+    let a = ok_json(&[
+        "--threads",
+        "1",
+        "train",
+        "--n",
+        "6",
+        "--epochs",
+        "25",
+        "--patience",
+        "0",
+        "--seed",
+        "2",
+        "--json",
+        "--quiet",
+    ]);
+    let b = ok_json(&[
+        "--threads",
+        "2",
+        "train",
+        "--n",
+        "6",
+        "--epochs",
+        "25",
+        "--patience",
+        "0",
+        "--seed",
+        "2",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(a["test"], b["test"]);
+    assert_eq!(a["epsilon_final"], b["epsilon_final"]);
+    assert_eq!(a["sigma_final"], b["sigma_final"]);
+}

@@ -1,0 +1,358 @@
+//! The DLM gradient estimator (seed Corollary 2, theory.md §3).
+//!
+//! For each example `b` with potentials `theta_b`, noise scale `sigma_b` and target `t_b`,
+//! and each draw `d` of the perturbation `gamma`:
+//!
+//! ```text
+//!   y*      = argmax <theta_b + sigma_b * gamma, phi(y)>
+//!   y*(eps) = argmax <theta_b + sigma_b * gamma, phi(y)> + eps * l(t_b, y)
+//!   g_theta = (phi(y*(eps)) - phi(y*)) / eps           (gradient w.r.t. the potentials)
+//!   g_sigma = <gamma, phi(y*(eps)) - phi(y*)> / eps    (gradient w.r.t. sigma_b)
+//! ```
+//!
+//! averaged over the draws. Both signs of `eps` estimate the same gradient; the seed uses a
+//! negative `eps` (the augmented argmax is pulled towards low loss). When every draw of the
+//! batch gives a zero direction while the loss is still positive, `|eps|` is multiplied by
+//! `escape_factor` and the augmented solves are repeated, up to `max_abs_epsilon`.
+//!
+//! The noise of (epoch, example, draw) comes from [`noise_rng`], so the estimate does not
+//! depend on the number of threads: pairs are solved in parallel and reduced in a fixed order.
+
+use crate::error::{ensure_finite, DlmError, Result};
+use crate::loss::{Loss, Target};
+use crate::noise::NoiseModel;
+use crate::rng::noise_rng;
+use crate::structure::StructuredArgmax;
+use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, ArrayViewMutD, IxDyn};
+use rayon::prelude::*;
+
+/// Settings of the estimator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DlmEstimator {
+    /// Initial `eps` (non-zero; negative follows the seed).
+    pub epsilon: f64,
+    /// Noise draws per example.
+    pub draws: usize,
+    /// Factor applied to `|eps|` while every direction is zero and the loss is positive (1.1).
+    pub escape_factor: f64,
+    /// Largest `|eps|` the escape may reach.
+    pub max_abs_epsilon: f64,
+}
+
+impl Default for DlmEstimator {
+    fn default() -> Self {
+        DlmEstimator {
+            epsilon: -1.0,
+            draws: 5,
+            escape_factor: 1.1,
+            max_abs_epsilon: 1e3,
+        }
+    }
+}
+
+/// One batch for the estimator.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    /// Potentials `mu_u(x)`, shape `[B, ...]` with the structure's shape after the batch axis.
+    pub theta: ArrayViewD<'a, f64>,
+    /// Noise scales `sigma_v(x)`, shape `[B]`, each finite and `>= 0` (0 = no noise).
+    pub sigma: ArrayView1<'a, f64>,
+    /// Ground truth of each example.
+    pub targets: &'a [Target],
+    /// A stable identifier of each example (e.g. its index in the data set); with the epoch
+    /// and the draw it selects the noise.
+    pub example_ids: &'a [u64],
+}
+
+/// Where the noise comes from: the user's seed and the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoiseKey {
+    /// The user's seed.
+    pub seed: u64,
+    /// The epoch (or any outer counter).
+    pub epoch: u64,
+}
+
+/// Diagnostics of one estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostics {
+    /// The `eps` the returned gradients were computed with (after escapes).
+    pub epsilon: f64,
+    /// Draws whose augmented solution equalled the plain one (zero direction).
+    pub zero_directions: usize,
+    /// Draws in total (`B * draws`).
+    pub total_draws: usize,
+    /// How many times `|eps|` was enlarged.
+    pub escapes: usize,
+}
+
+/// The estimate for one batch.
+#[derive(Debug, Clone)]
+pub struct DlmEstimate {
+    /// `d E[loss] / d theta`, shape `[B, ...]`, averaged over draws (not over the batch).
+    pub grad_theta: ArrayD<f64>,
+    /// `d E[loss] / d sigma_b`, shape `[B]`, averaged over draws.
+    pub grad_sigma: Array1<f64>,
+    /// Per example, the loss of the perturbed prediction `y*` averaged over draws.
+    pub loss: Array1<f64>,
+    /// Zero directions and the `eps` used.
+    pub diagnostics: Diagnostics,
+}
+
+/// Reusable buffers of one (example, draw) pair.
+#[derive(Debug, Default, Clone)]
+struct Pair {
+    gamma: Vec<f64>,
+    pert: Vec<f64>,
+    aug: Vec<f64>,
+    y: Vec<usize>,
+    y_eps: Vec<usize>,
+    loss: f64,
+}
+
+/// Buffers reused across calls so that the hot loop does not allocate.
+#[derive(Debug, Default, Clone)]
+pub struct Workspace {
+    pairs: Vec<Pair>,
+    lin: Vec<f64>,
+    linear: bool,
+}
+
+impl Workspace {
+    /// Empty buffers; they grow on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl DlmEstimator {
+    /// Validates the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.epsilon.is_finite() && self.epsilon != 0.0) {
+            return Err(DlmError::invalid(
+                "epsilon",
+                format!(
+                    "{} is not allowed: epsilon must be finite and non-zero (the seed uses -12 for sorting, -0.1 for k-NN)",
+                    self.epsilon
+                ),
+            ));
+        }
+        if self.draws == 0 {
+            return Err(DlmError::invalid(
+                "draws",
+                "must be at least 1 (the seed uses 5)",
+            ));
+        }
+        if !(self.escape_factor.is_finite() && self.escape_factor >= 1.0) {
+            return Err(DlmError::invalid(
+                "escape factor",
+                "must be finite and >= 1 (1 disables the escape; the seed uses 1.1)",
+            ));
+        }
+        if !(self.max_abs_epsilon.is_finite() && self.max_abs_epsilon > 0.0) {
+            return Err(DlmError::invalid(
+                "max |epsilon|",
+                "must be finite and positive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Estimates the DLM gradient for one batch.
+    pub fn estimate(
+        &self,
+        ws: &mut Workspace,
+        structure: &dyn StructuredArgmax,
+        noise: &dyn NoiseModel,
+        loss: &dyn Loss,
+        batch: &Batch<'_>,
+        key: NoiseKey,
+    ) -> Result<DlmEstimate> {
+        self.validate()?;
+        let shape = batch.theta.shape();
+        if shape.is_empty() || shape[0] == 0 {
+            return Err(DlmError::Empty {
+                what: "batch".into(),
+                hint: "give at least one example".into(),
+            });
+        }
+        let b_count = shape[0];
+        let inner: Vec<usize> = shape[1..].to_vec();
+        structure.check_shape(&inner)?;
+        let m: usize = inner.iter().product();
+        if batch.sigma.len() != b_count
+            || batch.targets.len() != b_count
+            || batch.example_ids.len() != b_count
+        {
+            return Err(DlmError::invalid(
+                "batch",
+                format!(
+                    "theta has {b_count} examples but sigma has {}, targets {}, example ids {}",
+                    batch.sigma.len(),
+                    batch.targets.len(),
+                    batch.example_ids.len()
+                ),
+            ));
+        }
+        let theta_std = batch.theta.as_standard_layout();
+        let theta = theta_std.as_slice().expect("standard layout");
+        ensure_finite("potentials", theta)?;
+        for (b, &s) in batch.sigma.iter().enumerate() {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(DlmError::invalid(
+                    "sigma",
+                    format!("sigma of example {b} is {s}; the noise scale must be finite and >= 0"),
+                ));
+            }
+        }
+
+        // Linear forms L(t_b), once per example.
+        ws.lin.resize(b_count * m, 0.0);
+        ws.linear = true;
+        for b in 0..b_count {
+            let out = ArrayViewMutD::from_shape(IxDyn(&inner), &mut ws.lin[b * m..(b + 1) * m])
+                .expect("shape matches");
+            match loss.linear_form(&batch.targets[b], out)? {
+                Some(_) => {}
+                None => {
+                    ws.linear = false;
+                    break;
+                }
+            }
+        }
+        if ws.linear {
+            ensure_finite("loss linear form", &ws.lin)?;
+        }
+
+        let draws = self.draws;
+        let n_pairs = b_count * draws;
+        if ws.pairs.len() < n_pairs {
+            ws.pairs.resize_with(n_pairs, Pair::default);
+        }
+        let mut eps = self.epsilon;
+        let lin = &ws.lin;
+        let linear = ws.linear;
+        let pairs = &mut ws.pairs[..n_pairs];
+
+        // Phase 1: draw, perturb, solve plain and augmented.
+        pairs
+            .par_iter_mut()
+            .enumerate()
+            .with_min_len(4)
+            .try_for_each(|(k, p)| -> Result<()> {
+                let (b, d) = (k / draws, k % draws);
+                p.gamma.resize(m, 0.0);
+                p.pert.resize(m, 0.0);
+                p.aug.resize(m, 0.0);
+                let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
+                noise.sample(&mut rng, &mut p.gamma)?;
+                let s = batch.sigma[b];
+                let th = &theta[b * m..(b + 1) * m];
+                for ((q, &t), &g) in p.pert.iter_mut().zip(th).zip(&p.gamma) {
+                    *q = t + s * g;
+                }
+                let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
+                if linear {
+                    let l = &lin[b * m..(b + 1) * m];
+                    for ((a, &q), &li) in p.aug.iter_mut().zip(&p.pert).zip(l) {
+                        *a = q + eps * li;
+                    }
+                    let aug = ArrayViewD::from_shape(IxDyn(&inner), &p.aug[..]).expect("shape");
+                    structure.argmax_pair(pert, aug, &mut p.y, &mut p.y_eps)?;
+                } else {
+                    structure.argmax(pert.view(), &mut p.y)?;
+                    structure.argmax_loss_augmented(
+                        pert,
+                        loss,
+                        &batch.targets[b],
+                        eps,
+                        &mut p.y_eps,
+                    )?;
+                }
+                p.loss = loss.value(&batch.targets[b], &inner, &p.y)?;
+                Ok(())
+            })?;
+
+        // Phase 2: zero-direction escape.
+        let mut escapes = 0;
+        loop {
+            let all_zero = pairs.iter().all(|p| p.y == p.y_eps);
+            let mean_loss = pairs.iter().map(|p| p.loss).sum::<f64>() / n_pairs as f64;
+            let next = eps * self.escape_factor;
+            if !(all_zero && mean_loss > 0.0 && next.abs() <= self.max_abs_epsilon)
+                || self.escape_factor == 1.0
+            {
+                break;
+            }
+            eps = next;
+            escapes += 1;
+            pairs
+                .par_iter_mut()
+                .enumerate()
+                .with_min_len(4)
+                .try_for_each(|(k, p)| -> Result<()> {
+                    let b = k / draws;
+                    if linear {
+                        let l = &lin[b * m..(b + 1) * m];
+                        for ((a, &q), &li) in p.aug.iter_mut().zip(&p.pert).zip(l) {
+                            *a = q + eps * li;
+                        }
+                        let aug = ArrayViewD::from_shape(IxDyn(&inner), &p.aug[..]).expect("shape");
+                        structure.argmax(aug, &mut p.y_eps)
+                    } else {
+                        let pert =
+                            ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
+                        structure.argmax_loss_augmented(
+                            pert,
+                            loss,
+                            &batch.targets[b],
+                            eps,
+                            &mut p.y_eps,
+                        )
+                    }
+                })?;
+        }
+
+        // Phase 3: reduce in a fixed order.
+        let mut full_shape = vec![b_count];
+        full_shape.extend_from_slice(&inner);
+        let mut grad_theta = ArrayD::<f64>::zeros(IxDyn(&full_shape));
+        let mut grad_sigma = Array1::<f64>::zeros(b_count);
+        let mut loss_mean = Array1::<f64>::zeros(b_count);
+        let gt = grad_theta
+            .as_slice_mut()
+            .expect("fresh array is contiguous");
+        let w = 1.0 / (eps * draws as f64);
+        let mut zero_directions = 0;
+        for (k, p) in pairs.iter().enumerate() {
+            let b = k / draws;
+            loss_mean[b] += p.loss / draws as f64;
+            if p.y == p.y_eps {
+                zero_directions += 1;
+                continue;
+            }
+            let g = &mut gt[b * m..(b + 1) * m];
+            let mut dot = 0.0;
+            for &i in &p.y_eps {
+                g[i] += w;
+                dot += p.gamma[i];
+            }
+            for &i in &p.y {
+                g[i] -= w;
+                dot -= p.gamma[i];
+            }
+            grad_sigma[b] += dot * w;
+        }
+        Ok(DlmEstimate {
+            grad_theta,
+            grad_sigma,
+            loss: loss_mean,
+            diagnostics: Diagnostics {
+                epsilon: eps,
+                zero_directions,
+                total_draws: n_pairs,
+                escapes,
+            },
+        })
+    }
+}

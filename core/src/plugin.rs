@@ -1,0 +1,644 @@
+//! Plugins: a registry of named factories, filled by built-in crates and by shared libraries
+//! loaded at run time with `libloading`.
+//!
+//! # Writing a plugin
+//! A plugin crate (`crate-type = ["cdylib", "rlib"]` or just `["cdylib"]`) writes one
+//! `register` function and exports it with [`export_plugin!`](crate::export_plugin):
+//!
+//! ```
+//! use dlm_core::plugin::Registrar;
+//! use dlm_core::Result;
+//!
+//! fn register(r: &mut Registrar<'_>) -> Result<()> {
+//!     // r.structure("my-structure", "what it solves", |cfg| MyStructure::from_config(cfg))?;
+//!     let _ = r;
+//!     Ok(())
+//! }
+//! dlm_core::export_plugin!(register);
+//! # fn main() {}
+//! ```
+//!
+//! The macro exports a [`PluginDeclaration`] under the symbol
+//! `dlm_plugin_declaration_<crate name>` (the crate's library name, which is also the stem of
+//! the built `lib<crate name>.so`), so that several plugins can be linked into one binary
+//! without clashing. The host reads the ABI version, the `dlm-core` version and the `rustc`
+//! version from it and refuses a mismatch **before** calling any plugin code: trait objects
+//! cross the boundary, so both sides must agree on their layout.
+//!
+//! # Safety model
+//! * Every object a plugin creates is wrapped (inside the plugin, by generic code of this
+//!   module monomorphised there) so that a panic in plugin code becomes
+//!   [`DlmError::PluginPanic`]: panics cannot unwind across two copies of the Rust runtime,
+//!   so they are caught on the plugin's side.
+//! * Loaded libraries are never unloaded: objects from them may outlive the registry.
+
+use crate::config::{Config, Spec};
+use crate::error::{DlmError, Result};
+use crate::loss::{Loss, Target};
+use crate::noise::NoiseModel;
+use crate::rng::DlmRng;
+use crate::scorer::Scorer;
+use crate::structure::StructuredArgmax;
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+use std::collections::BTreeMap;
+use std::ffi::{c_char, CStr};
+use std::fmt;
+use std::io::{Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Version of the plugin binary interface (layout of [`PluginDeclaration`], the traits and
+/// [`Registrar`]). Bumped on any incompatible change.
+pub const ABI_VERSION: u32 = 1;
+/// Version of `dlm-core` this binary was built with.
+pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `rustc --version` of the compiler that built this copy of `dlm-core`.
+pub const RUSTC_VERSION: &str = env!("DLM_RUSTC_VERSION");
+#[doc(hidden)]
+pub const CORE_VERSION_NUL: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+#[doc(hidden)]
+pub const RUSTC_VERSION_NUL: &str = concat!(env!("DLM_RUSTC_VERSION"), "\0");
+/// Prefix of the exported declaration symbol; the crate's library name follows it.
+pub const DECLARATION_SYMBOL_PREFIX: &str = "dlm_plugin_declaration_";
+
+/// The signature of a plugin's registration function.
+pub type RegisterFn = fn(&mut Registrar<'_>) -> Result<()>;
+
+/// The one item a plugin library exports. The first three fields keep their C layout in
+/// every ABI version, so the host can always read them before trusting anything else.
+#[repr(C)]
+pub struct PluginDeclaration {
+    /// [`ABI_VERSION`] of the plugin's build.
+    pub abi_version: u32,
+    /// NUL-terminated `dlm-core` version of the plugin's build.
+    pub core_version: *const u8,
+    /// NUL-terminated `rustc --version` of the plugin's build.
+    pub rustc_version: *const u8,
+    /// The registration function (called only after the versions matched).
+    pub register: RegisterFn,
+}
+
+// SAFETY: the declaration holds pointers to immutable, NUL-terminated string literals and a
+// function pointer; sharing it between threads is sound.
+unsafe impl Sync for PluginDeclaration {}
+
+/// Exports a plugin's registration function (see the [module docs](crate::plugin)).
+///
+/// `export_plugin!(register)` declares this build's versions. The form
+/// `export_plugin!(register, core_version = "X.Y.Z")` declares another `dlm-core` version; it
+/// exists only so that tests can build a deliberately incompatible plugin.
+#[macro_export]
+macro_rules! export_plugin {
+    ($register:path) => {
+        $crate::export_plugin!(@decl $register, $crate::plugin::CORE_VERSION_NUL);
+    };
+    ($register:path, core_version = $v:literal) => {
+        $crate::export_plugin!(@decl $register, concat!($v, "\0"));
+    };
+    (@decl $register:path, $core:expr) => {
+        #[doc(hidden)]
+        #[export_name = concat!("dlm_plugin_declaration_", env!("CARGO_CRATE_NAME"))]
+        pub static __DLM_PLUGIN_DECLARATION: $crate::plugin::PluginDeclaration =
+            $crate::plugin::PluginDeclaration {
+                abi_version: $crate::plugin::ABI_VERSION,
+                core_version: $core.as_ptr(),
+                rustc_version: $crate::plugin::RUSTC_VERSION_NUL.as_ptr(),
+                register: {
+                    fn __dlm_register(
+                        r: &mut $crate::plugin::Registrar<'_>,
+                    ) -> $crate::Result<()> {
+                        $crate::plugin::catch_panic("plugin registration", || $register(r))
+                    }
+                    __dlm_register
+                },
+            };
+    };
+}
+
+/// Runs `f`, turning a panic into [`DlmError::PluginPanic`] with `context`.
+///
+/// Generic, so it is compiled into (and catches with the runtime of) the calling crate.
+pub fn catch_panic<T>(context: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Err(DlmError::PluginPanic {
+                context: context.to_string(),
+                message,
+            })
+        }
+    }
+}
+
+/// Where a component came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Linked into the running binary (the crate name).
+    Builtin(String),
+    /// Loaded from a shared library.
+    Library(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin(c) => write!(f, "built-in ({c})"),
+            Origin::Library(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The four kinds of component a plugin can register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A [`StructuredArgmax`].
+    Structure,
+    /// A [`NoiseModel`].
+    Noise,
+    /// A [`Loss`].
+    Loss,
+    /// A [`Scorer`].
+    Scorer,
+}
+
+impl Kind {
+    /// Lower-case name used in messages and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Structure => "structure",
+            Kind::Noise => "noise",
+            Kind::Loss => "loss",
+            Kind::Scorer => "scorer",
+        }
+    }
+}
+
+type Factory<T> = Arc<dyn Fn(&Config) -> Result<Box<T>> + Send + Sync>;
+
+struct Entry<T: ?Sized> {
+    description: String,
+    origin: Origin,
+    factory: Factory<T>,
+}
+
+/// One registered component, as listed by `dlm plugins`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// What it is.
+    pub kind: Kind,
+    /// Its registered name.
+    pub name: String,
+    /// One line on what it does and its options.
+    pub description: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// All registered components, by kind and name.
+#[derive(Default)]
+pub struct Registry {
+    structures: BTreeMap<String, Entry<dyn StructuredArgmax>>,
+    noises: BTreeMap<String, Entry<dyn NoiseModel>>,
+    losses: BTreeMap<String, Entry<dyn Loss>>,
+    scorers: BTreeMap<String, Entry<dyn Scorer>>,
+    libraries: Vec<PathBuf>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("components", &self.list())
+            .field("libraries", &self.libraries)
+            .finish()
+    }
+}
+
+/// Libraries stay loaded for the life of the process (objects may outlive any registry).
+static LOADED: Mutex<Vec<Arc<libloading::Library>>> = Mutex::new(Vec::new());
+
+fn insert<T: ?Sized>(
+    map: &mut BTreeMap<String, Entry<T>>,
+    kind: Kind,
+    name: &str,
+    entry: Entry<T>,
+) -> Result<()> {
+    if let Some(first) = map.get(name) {
+        return Err(DlmError::DuplicateComponent {
+            kind: kind.as_str(),
+            name: name.to_string(),
+            first: first.origin.to_string(),
+            second: entry.origin.to_string(),
+        });
+    }
+    map.insert(name.to_string(), entry);
+    Ok(())
+}
+
+fn create<T: ?Sized>(map: &BTreeMap<String, Entry<T>>, kind: Kind, spec: &Spec) -> Result<Box<T>> {
+    let entry = map
+        .get(&spec.name)
+        .ok_or_else(|| DlmError::UnknownComponent {
+            kind: kind.as_str(),
+            name: spec.name.clone(),
+            available: map.keys().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+    let cfg = spec.config();
+    let obj = (entry.factory)(&cfg)?;
+    cfg.finish()?;
+    Ok(obj)
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a plugin linked into this binary through its registration function.
+    pub fn register_builtin(&mut self, crate_name: &str, register: RegisterFn) -> Result<()> {
+        let mut r = Registrar {
+            registry: self,
+            origin: Origin::Builtin(crate_name.to_string()),
+        };
+        register(&mut r)
+    }
+
+    /// Loads a plugin library, checks its versions and registers its components.
+    ///
+    /// A library built with another ABI, `dlm-core` or `rustc` version is refused before any
+    /// of its code runs, with a message naming both sides' versions.
+    pub fn load_library(&mut self, path: &Path) -> Result<()> {
+        let err = |message: String| DlmError::Plugin {
+            path: path.to_path_buf(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(err(
+                "no such file; pass the path of a built plugin (e.g. target/release/libdlm_plugin_x.so)"
+                    .into(),
+            ));
+        }
+        // SAFETY: loading a library runs its initialisers; a dlm plugin has none beyond what
+        // Rust emits. This is the documented risk of loading native plugins.
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| err(format!("cannot load the library: {e}")))?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let crate_name = stem.strip_prefix("lib").unwrap_or(stem).replace('-', "_");
+        let symbol = format!("{DECLARATION_SYMBOL_PREFIX}{crate_name}\0");
+        // SAFETY: the symbol, if present, is the address of a `PluginDeclaration` static; only
+        // its first three C-layout fields are read before the versions are checked.
+        let decl: &PluginDeclaration = unsafe {
+            let sym = lib
+                .get::<*const PluginDeclaration>(symbol.as_bytes())
+                .map_err(|_| {
+                    err(format!(
+                        "not a dlm plugin: symbol '{}' not found. A plugin exports it with \
+                         dlm_core::export_plugin!(register); keep the library's file name \
+                         (lib<crate name>.so) as cargo built it",
+                        symbol.trim_end_matches('\0')
+                    ))
+                })?;
+            &**sym
+        };
+        if decl.abi_version != ABI_VERSION {
+            return Err(err(format!(
+                "plugin ABI version {} but this dlm expects {ABI_VERSION}; rebuild the plugin against dlm-core {CORE_VERSION}",
+                decl.abi_version
+            )));
+        }
+        // SAFETY: ABI version matched, so both fields are NUL-terminated static strings.
+        let (core, rustc) = unsafe {
+            (
+                CStr::from_ptr(decl.core_version as *const c_char)
+                    .to_string_lossy()
+                    .into_owned(),
+                CStr::from_ptr(decl.rustc_version as *const c_char)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        };
+        if core != CORE_VERSION {
+            return Err(err(format!(
+                "built against dlm-core {core}, but this dlm uses dlm-core {CORE_VERSION}; rebuild the plugin against dlm-core {CORE_VERSION}"
+            )));
+        }
+        if rustc != RUSTC_VERSION {
+            return Err(err(format!(
+                "built with '{rustc}', but this dlm was built with '{RUSTC_VERSION}'; rebuild the plugin with the same compiler"
+            )));
+        }
+        let register = decl.register;
+        let lib = Arc::new(lib);
+        LOADED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(lib.clone());
+        let mut r = Registrar {
+            registry: self,
+            origin: Origin::Library(path.to_path_buf()),
+        };
+        register(&mut r).map_err(|e| err(format!("registration failed: {e}")))?;
+        self.libraries.push(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Loads every plugin named in a `:`-separated list of files and directories (as in the
+    /// `DLM_PLUGIN_PATH` variable); a directory contributes every `*.so` file in it whose
+    /// name starts with `lib`, in name order.
+    pub fn load_path_list(&mut self, list: &str) -> Result<Vec<PathBuf>> {
+        let mut loaded = Vec::new();
+        for part in list.split(':').filter(|p| !p.trim().is_empty()) {
+            let p = Path::new(part.trim());
+            if p.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| DlmError::io("reading plugin directory", p, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| {
+                        f.extension().is_some_and(|x| x == "so")
+                            && f.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with("lib"))
+                    })
+                    .collect();
+                files.sort();
+                for f in files {
+                    self.load_library(&f)?;
+                    loaded.push(f);
+                }
+            } else {
+                self.load_library(p)?;
+                loaded.push(p.to_path_buf());
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Creates the structure `spec` names.
+    pub fn structure(&self, spec: &Spec) -> Result<Box<dyn StructuredArgmax>> {
+        create(&self.structures, Kind::Structure, spec)
+    }
+
+    /// Creates the noise model `spec` names.
+    pub fn noise(&self, spec: &Spec) -> Result<Box<dyn NoiseModel>> {
+        create(&self.noises, Kind::Noise, spec)
+    }
+
+    /// Creates the loss `spec` names.
+    pub fn loss(&self, spec: &Spec) -> Result<Box<dyn Loss>> {
+        create(&self.losses, Kind::Loss, spec)
+    }
+
+    /// Creates the scorer `spec` names.
+    pub fn scorer(&self, spec: &Spec) -> Result<Box<dyn Scorer>> {
+        create(&self.scorers, Kind::Scorer, spec)
+    }
+
+    /// The registered names of one kind.
+    pub fn names(&self, kind: Kind) -> Vec<String> {
+        match kind {
+            Kind::Structure => self.structures.keys().cloned().collect(),
+            Kind::Noise => self.noises.keys().cloned().collect(),
+            Kind::Loss => self.losses.keys().cloned().collect(),
+            Kind::Scorer => self.scorers.keys().cloned().collect(),
+        }
+    }
+
+    /// Every registered component, by kind then name.
+    pub fn list(&self) -> Vec<ComponentInfo> {
+        fn add<T: ?Sized>(
+            out: &mut Vec<ComponentInfo>,
+            kind: Kind,
+            map: &BTreeMap<String, Entry<T>>,
+        ) {
+            out.extend(map.iter().map(|(n, e)| ComponentInfo {
+                kind,
+                name: n.clone(),
+                description: e.description.clone(),
+                origin: e.origin.clone(),
+            }));
+        }
+        let mut out = Vec::new();
+        add(&mut out, Kind::Structure, &self.structures);
+        add(&mut out, Kind::Noise, &self.noises);
+        add(&mut out, Kind::Loss, &self.losses);
+        add(&mut out, Kind::Scorer, &self.scorers);
+        out
+    }
+
+    /// The plugin libraries loaded into this registry.
+    pub fn libraries(&self) -> &[PathBuf] {
+        &self.libraries
+    }
+}
+
+/// Handed to a plugin's registration function to add its components.
+///
+/// The methods are generic so that the panic guards around the plugin's objects are compiled
+/// into the plugin itself.
+pub struct Registrar<'a> {
+    registry: &'a mut Registry,
+    origin: Origin,
+}
+
+impl Registrar<'_> {
+    /// Registers a structure under `name`.
+    pub fn structure<S, F>(&mut self, name: &str, description: &str, factory: F) -> Result<()>
+    where
+        S: StructuredArgmax + 'static,
+        F: Fn(&Config) -> Result<S> + Send + Sync + 'static,
+    {
+        let ctx = format!("structure '{name}'");
+        let factory: Factory<dyn StructuredArgmax> = Arc::new(move |c: &Config| {
+            let s = catch_panic(&ctx, || factory(c))?;
+            Ok(Box::new(Guarded(s)) as Box<dyn StructuredArgmax>)
+        });
+        let entry = Entry {
+            description: description.into(),
+            origin: self.origin.clone(),
+            factory,
+        };
+        insert(&mut self.registry.structures, Kind::Structure, name, entry)
+    }
+
+    /// Registers a noise model under `name`.
+    pub fn noise<N, F>(&mut self, name: &str, description: &str, factory: F) -> Result<()>
+    where
+        N: NoiseModel + 'static,
+        F: Fn(&Config) -> Result<N> + Send + Sync + 'static,
+    {
+        let ctx = format!("noise '{name}'");
+        let factory: Factory<dyn NoiseModel> = Arc::new(move |c: &Config| {
+            let s = catch_panic(&ctx, || factory(c))?;
+            Ok(Box::new(Guarded(s)) as Box<dyn NoiseModel>)
+        });
+        let entry = Entry {
+            description: description.into(),
+            origin: self.origin.clone(),
+            factory,
+        };
+        insert(&mut self.registry.noises, Kind::Noise, name, entry)
+    }
+
+    /// Registers a loss under `name`.
+    pub fn loss<L, F>(&mut self, name: &str, description: &str, factory: F) -> Result<()>
+    where
+        L: Loss + 'static,
+        F: Fn(&Config) -> Result<L> + Send + Sync + 'static,
+    {
+        let ctx = format!("loss '{name}'");
+        let factory: Factory<dyn Loss> = Arc::new(move |c: &Config| {
+            let s = catch_panic(&ctx, || factory(c))?;
+            Ok(Box::new(Guarded(s)) as Box<dyn Loss>)
+        });
+        let entry = Entry {
+            description: description.into(),
+            origin: self.origin.clone(),
+            factory,
+        };
+        insert(&mut self.registry.losses, Kind::Loss, name, entry)
+    }
+
+    /// Registers a scorer under `name`.
+    pub fn scorer<S, F>(&mut self, name: &str, description: &str, factory: F) -> Result<()>
+    where
+        S: Scorer + 'static,
+        F: Fn(&Config) -> Result<S> + Send + Sync + 'static,
+    {
+        let ctx = format!("scorer '{name}'");
+        let factory: Factory<dyn Scorer> = Arc::new(move |c: &Config| {
+            let s = catch_panic(&ctx, || factory(c))?;
+            Ok(Box::new(Guarded(s)) as Box<dyn Scorer>)
+        });
+        let entry = Entry {
+            description: description.into(),
+            origin: self.origin.clone(),
+            factory,
+        };
+        insert(&mut self.registry.scorers, Kind::Scorer, name, entry)
+    }
+}
+
+/// Wraps a plugin object so that panics in its methods become [`DlmError::PluginPanic`].
+struct Guarded<T>(T);
+
+impl<T: StructuredArgmax> StructuredArgmax for Guarded<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn check_shape(&self, shape: &[usize]) -> Result<()> {
+        catch_panic("structure check_shape", || self.0.check_shape(shape))
+    }
+    fn argmax(&self, theta: ArrayViewD<'_, f64>, out: &mut Vec<usize>) -> Result<()> {
+        catch_panic("structure argmax", || self.0.argmax(theta, out))
+    }
+    fn argmax_pair(
+        &self,
+        theta: ArrayViewD<'_, f64>,
+        theta_aug: ArrayViewD<'_, f64>,
+        out: &mut Vec<usize>,
+        out_aug: &mut Vec<usize>,
+    ) -> Result<()> {
+        catch_panic("structure argmax_pair", || {
+            self.0.argmax_pair(theta, theta_aug, out, out_aug)
+        })
+    }
+    fn argmax_loss_augmented(
+        &self,
+        theta: ArrayViewD<'_, f64>,
+        loss: &dyn Loss,
+        target: &Target,
+        eps: f64,
+        out: &mut Vec<usize>,
+    ) -> Result<()> {
+        catch_panic("structure argmax_loss_augmented", || {
+            self.0.argmax_loss_augmented(theta, loss, target, eps, out)
+        })
+    }
+    fn decode(&self, shape: &[usize], active: &[usize]) -> Vec<usize> {
+        self.0.decode(shape, active)
+    }
+}
+
+impl<T: NoiseModel> NoiseModel for Guarded<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        catch_panic("noise sample", || self.0.sample(rng, out))
+    }
+    fn mean(&self) -> f64 {
+        self.0.mean()
+    }
+    fn variance(&self) -> f64 {
+        self.0.variance()
+    }
+    fn cdf(&self, x: f64) -> Option<f64> {
+        self.0.cdf(x)
+    }
+}
+
+impl<T: Loss> Loss for Guarded<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn value(&self, target: &Target, shape: &[usize], active: &[usize]) -> Result<f64> {
+        catch_panic("loss value", || self.0.value(target, shape, active))
+    }
+    fn linear_form(&self, target: &Target, out: ArrayViewMutD<'_, f64>) -> Result<Option<f64>> {
+        catch_panic("loss linear_form", || self.0.linear_form(target, out))
+    }
+}
+
+impl<T: Scorer> Scorer for Guarded<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        catch_panic("scorer output_shape", || self.0.output_shape(input_shape))
+    }
+    fn forward(&mut self, x: ArrayViewD<'_, f64>, train: bool) -> Result<ArrayD<f64>> {
+        catch_panic("scorer forward", || self.0.forward(x, train))
+    }
+    fn backward(&mut self, grad_out: ArrayViewD<'_, f64>) -> Result<()> {
+        catch_panic("scorer backward", || self.0.backward(grad_out))
+    }
+    fn step(&mut self) -> Result<()> {
+        catch_panic("scorer step", || self.0.step())
+    }
+    fn zero_grad(&mut self) {
+        self.0.zero_grad()
+    }
+    fn num_params(&self) -> usize {
+        self.0.num_params()
+    }
+    fn params(&self) -> Vec<f64> {
+        self.0.params()
+    }
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        catch_panic("scorer set_params", || self.0.set_params(params))
+    }
+    fn grads(&self) -> Vec<f64> {
+        self.0.grads()
+    }
+    fn save(&self, w: &mut dyn Write) -> Result<()> {
+        catch_panic("scorer save", || self.0.save(w))
+    }
+    fn load(&mut self, r: &mut dyn Read) -> Result<()> {
+        catch_panic("scorer load", || self.0.load(r))
+    }
+    fn device(&self) -> String {
+        self.0.device()
+    }
+    fn to_device(&mut self, device: &str) -> Result<()> {
+        catch_panic("scorer to_device", || self.0.to_device(device))
+    }
+}

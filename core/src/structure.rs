@@ -1,0 +1,122 @@
+//! Structures: `argmax_y <theta, phi(y)>` over a finite set of discrete structures.
+//!
+//! A structure defines the shape of its potentials array `theta` and the indicator `phi(y)`
+//! of each solution, an array of the same shape with entries in {0, 1}, so that the score of
+//! `y` is `<theta, phi(y)>`. A solution is passed around as its **active set**: the flat
+//! (row-major) indices where `phi(y) = 1`, in the structure's canonical order. Gradients of
+//! the DLM estimator are differences of indicators, so this sparse form is all the engine
+//! needs; [`write_phi`] expands it when a dense array is wanted.
+
+use crate::error::{DlmError, Result};
+use crate::loss::{Loss, Target};
+use ndarray::{ArrayViewD, ArrayViewMutD};
+
+/// A combinatorial solver: the maximiser of a linear score over a structured set.
+///
+/// One required method does the work ([`argmax`](StructuredArgmax::argmax)); the others have
+/// defaults that a fast implementation may override (e.g. warm starts in
+/// [`argmax_pair`](StructuredArgmax::argmax_pair)).
+///
+/// # Contract
+/// * `argmax` returns an optimal active set for every finite `theta` of a valid shape, and
+///   is deterministic: equal inputs give equal outputs (ties broken by a fixed rule).
+/// * It refuses NaN/inf potentials and wrong shapes with an error, never a panic.
+pub trait StructuredArgmax: Send + Sync {
+    /// The registered name (e.g. `matching`).
+    fn name(&self) -> &str;
+
+    /// Checks that `shape` is a valid potentials shape for this structure.
+    fn check_shape(&self, shape: &[usize]) -> Result<()>;
+
+    /// Writes the active set of `argmax_y <theta, phi(y)>` into `out` (cleared first).
+    fn argmax(&self, theta: ArrayViewD<'_, f64>, out: &mut Vec<usize>) -> Result<()>;
+
+    /// Solves `theta` and the loss-augmented `theta_aug` (= `theta + eps * L`) together.
+    ///
+    /// The default makes two independent calls; solvers that can reuse the first solve (dual
+    /// variables, a warm start) override it. Both results must equal what two separate
+    /// [`argmax`](StructuredArgmax::argmax) calls return.
+    fn argmax_pair(
+        &self,
+        theta: ArrayViewD<'_, f64>,
+        theta_aug: ArrayViewD<'_, f64>,
+        out: &mut Vec<usize>,
+        out_aug: &mut Vec<usize>,
+    ) -> Result<()> {
+        self.argmax(theta, out)?;
+        self.argmax(theta_aug, out_aug)
+    }
+
+    /// Loss-augmented argmax `argmax_y <theta, phi(y)> + eps * loss(target, y)` for losses
+    /// without a linear form. The default refuses with [`DlmError::NonDecomposableLoss`].
+    fn argmax_loss_augmented(
+        &self,
+        theta: ArrayViewD<'_, f64>,
+        loss: &dyn Loss,
+        target: &Target,
+        eps: f64,
+        out: &mut Vec<usize>,
+    ) -> Result<()> {
+        let _ = (theta, target, eps, out);
+        Err(DlmError::NonDecomposableLoss {
+            loss: loss.name().to_string(),
+            structure: self.name().to_string(),
+        })
+    }
+
+    /// A compact, human-readable form of a solution (e.g. the permutation `col_of_row` for a
+    /// matching, the chosen indices for top-k). The default is the active set itself.
+    fn decode(&self, shape: &[usize], active: &[usize]) -> Vec<usize> {
+        let _ = shape;
+        active.to_vec()
+    }
+}
+
+/// `<theta, phi(y)>` for the active set of `y` (`theta` in standard layout or not).
+pub fn score(theta: &ArrayViewD<'_, f64>, active: &[usize]) -> f64 {
+    match theta.as_slice() {
+        Some(s) => active.iter().map(|&i| s[i]).sum(),
+        None => {
+            let flat: Vec<f64> = theta.iter().copied().collect();
+            active.iter().map(|&i| flat[i]).sum()
+        }
+    }
+}
+
+/// Writes the 0/1 indicator `phi(y)` of an active set into `phi` (all other entries zeroed).
+pub fn write_phi(active: &[usize], phi: &mut ArrayViewMutD<'_, f64>) -> Result<()> {
+    let len = phi.len();
+    phi.fill(0.0);
+    let Some(s) = phi.as_slice_mut() else {
+        return Err(DlmError::Unsupported {
+            component: "write_phi".into(),
+            what: "non-contiguous output arrays".into(),
+            hint: "pass a standard-layout array".into(),
+        });
+    };
+    for &i in active {
+        if i >= len {
+            return Err(DlmError::invalid(
+                "active set",
+                format!("index {i} is outside an array of {len} entries"),
+            ));
+        }
+        s[i] = 1.0;
+    }
+    Ok(())
+}
+
+/// Checks the shape and finiteness of `theta` for `structure` and returns it as a contiguous slice.
+pub fn checked_slice<'a>(
+    structure: &dyn StructuredArgmax,
+    theta: &'a ArrayViewD<'_, f64>,
+) -> Result<&'a [f64]> {
+    structure.check_shape(theta.shape())?;
+    let s = theta.as_slice().ok_or_else(|| DlmError::Unsupported {
+        component: format!("structure '{}'", structure.name()),
+        what: "non-contiguous potentials".into(),
+        hint: "pass a standard-layout (row-major) array".into(),
+    })?;
+    crate::error::ensure_finite("potentials", s)?;
+    Ok(s)
+}

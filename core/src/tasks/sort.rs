@@ -1,0 +1,450 @@
+//! Experiment 1: learning to sort by bipartite matching (theory.md §4).
+//!
+//! Each example is a sequence of `n` numbers; the target is the permutation that sorts it in
+//! **descending** order (the official code's order): number `j` belongs at position
+//! `rank_j = #{i : x_i > x_j or (x_i = x_j and i < j)}`.
+//! `mu` maps every number `x_j` on its own (input `[B, n, 1]`) to `n` scores, row `j` of the
+//! `n x n` potentials: `theta[j][p]` is the score of putting number `j` at position `p`.
+//! `sigma` maps the whole sequence (input `[B, n]`) to one noise scale.
+
+use super::SigmaModel;
+use crate::error::{DlmError, Result};
+use crate::estimator::{Batch, DlmEstimator, NoiseKey, Workspace};
+use crate::loss::{Loss, Target};
+use crate::noise::NoiseModel;
+use crate::rng::{open01, rng_for, Stream};
+use crate::structure::StructuredArgmax;
+use crate::trainer::{EpochRecord, Task};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Ix3};
+
+/// Settings of the sorting task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortSettings {
+    /// Sequence length `d`.
+    pub n: usize,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Training sequences per epoch: 0 draws a fresh batch every epoch (one step per epoch);
+    /// `N > 0` fixes a training set of `N` sequences and an epoch is one pass over it.
+    pub train_size: usize,
+    /// The estimator (epsilon, draws, escape).
+    pub estimator: DlmEstimator,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+/// Test metrics of noiseless prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SortMetrics {
+    /// Sequences evaluated.
+    pub n_sequences: usize,
+    /// Fraction of positions predicted wrong.
+    pub prop_wrong: f64,
+    /// Fraction of sequences with at least one wrong position.
+    pub prop_any_wrong: f64,
+    /// Mean Kendall tau between predicted and true positions.
+    pub kendall_tau: f64,
+}
+
+/// Uniform sequences: `count x n` numbers in `[lo, hi)` from `(seed, stream, counter)`.
+pub fn uniform_sequences(
+    count: usize,
+    n: usize,
+    lo: f64,
+    hi: f64,
+    seed: u64,
+    stream: Stream,
+    counter: u64,
+) -> Array2<f64> {
+    let mut rng = rng_for(seed, stream, &[counter]);
+    Array2::from_shape_fn((count, n), |_| lo + (hi - lo) * open01(&mut rng))
+}
+
+/// The descending rank of every number (ties to the lower index).
+pub fn descending_ranks(x: &[f64], out: &mut Vec<usize>) {
+    out.clear();
+    out.extend((0..x.len()).map(|j| {
+        x.iter()
+            .enumerate()
+            .filter(|&(i, &v)| v > x[j] || (v == x[j] && i < j))
+            .count()
+    }));
+}
+
+/// The target of one sequence: the true matching and the numbers (for the `sort` loss).
+pub fn sort_target(x: &[f64]) -> Target {
+    let n = x.len();
+    let mut ranks = Vec::new();
+    descending_ranks(x, &mut ranks);
+    Target {
+        truth: ranks.iter().enumerate().map(|(j, &r)| j * n + r).collect(),
+        weights: x.to_vec(),
+    }
+}
+
+/// Kendall tau between two permutations of `0..n` (no ties).
+pub fn kendall_tau(a: &[usize], b: &[usize]) -> f64 {
+    let n = a.len();
+    if n < 2 {
+        return 1.0;
+    }
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            let x = (a[i] as i64 - a[j] as i64).signum() * (b[i] as i64 - b[j] as i64).signum();
+            s += x;
+        }
+    }
+    s as f64 / (n * (n - 1) / 2) as f64
+}
+
+/// The official task loss: `sum_p (sorted_p - z_p)^2` where `z` places number `j` at the
+/// predicted position `pos[j]` and `sorted` is `x` in descending order.
+pub fn squared_sort_loss(x: &[f64], pos: &[usize]) -> f64 {
+    let mut sorted = x.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let mut z = vec![0.0; x.len()];
+    for (j, &p) in pos.iter().enumerate() {
+        z[p] = x[j];
+    }
+    sorted.iter().zip(&z).map(|(s, v)| (s - v) * (s - v)).sum()
+}
+
+/// The sorting experiment: components, settings and state.
+pub struct SortTask {
+    settings: SortSettings,
+    structure: Box<dyn StructuredArgmax>,
+    noise: Box<dyn NoiseModel>,
+    loss: Box<dyn Loss>,
+    mu: Box<dyn crate::Scorer>,
+    sigma: SigmaModel,
+    epsilon: f64,
+    ws: Workspace,
+    train: Option<Array2<f64>>,
+}
+
+impl std::fmt::Debug for SortTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortTask")
+            .field("settings", &self.settings)
+            .field("sigma", &self.sigma)
+            .field("epsilon", &self.epsilon)
+            .finish()
+    }
+}
+
+impl SortTask {
+    /// Builds the task; checks that the scorers produce the shapes the task needs.
+    pub fn new(
+        settings: SortSettings,
+        structure: Box<dyn StructuredArgmax>,
+        noise: Box<dyn NoiseModel>,
+        loss: Box<dyn Loss>,
+        mu: Box<dyn crate::Scorer>,
+        sigma: SigmaModel,
+    ) -> Result<Self> {
+        settings.estimator.validate()?;
+        let n = settings.n;
+        if n < 2 {
+            return Err(DlmError::invalid(
+                "--n",
+                "sequences need at least 2 numbers",
+            ));
+        }
+        if settings.batch == 0 {
+            return Err(DlmError::invalid("--batch", "must be at least 1"));
+        }
+        structure.check_shape(&[n, n])?;
+        let out = mu.output_shape(&[settings.batch, n, 1])?;
+        if out != [settings.batch, n, n] {
+            return Err(DlmError::invalid(
+                "mu scorer",
+                format!("maps [B, {n}, 1] to {out:?}, but the sorting task needs [B, {n}, {n}] (e.g. mlp:sizes=1-32-{n})"),
+            ));
+        }
+        if let SigmaModel::Learned(s) = &sigma {
+            let out = s.output_shape(&[settings.batch, n])?;
+            if out != [settings.batch, 1] {
+                return Err(DlmError::invalid(
+                    "sigma scorer",
+                    format!("maps [B, {n}] to {out:?}, but it must give one value per sequence, [B, 1] (e.g. mlp:sizes={n}-1,out=softplus)"),
+                ));
+            }
+        }
+        let train = (settings.train_size > 0).then(|| {
+            uniform_sequences(
+                settings.train_size,
+                n,
+                0.0,
+                1.0,
+                settings.seed,
+                Stream::TrainData,
+                0,
+            )
+        });
+        Ok(SortTask {
+            epsilon: settings.estimator.epsilon,
+            settings,
+            structure,
+            noise,
+            loss,
+            mu,
+            sigma,
+            ws: Workspace::new(),
+            train,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SortSettings {
+        &self.settings
+    }
+
+    /// The current `eps` (it grows through zero-direction escapes).
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// Sets the current `eps` (e.g. when resuming from a saved model).
+    pub fn set_epsilon(&mut self, eps: f64) {
+        self.epsilon = eps;
+    }
+
+    /// The `mu` scorer.
+    pub fn mu(&self) -> &dyn crate::Scorer {
+        self.mu.as_ref()
+    }
+
+    /// The `mu` scorer, mutably (loading weights).
+    pub fn mu_mut(&mut self) -> &mut dyn crate::Scorer {
+        self.mu.as_mut()
+    }
+
+    /// The noise-scale model.
+    pub fn sigma_model(&self) -> &SigmaModel {
+        &self.sigma
+    }
+
+    /// The noise-scale model, mutably.
+    pub fn sigma_model_mut(&mut self) -> &mut SigmaModel {
+        &mut self.sigma
+    }
+
+    /// Potentials `[B, n, n]` for sequences `x` `[B, n]`.
+    fn potentials(&mut self, x: ArrayView2<'_, f64>, train: bool) -> Result<ndarray::Array3<f64>> {
+        let (b, n) = x.dim();
+        let input = x
+            .to_owned()
+            .into_shape_with_order((b, n, 1))
+            .expect("same size");
+        let theta = self.mu.forward(input.into_dyn().view(), train)?;
+        theta
+            .into_dimensionality::<Ix3>()
+            .map_err(|_| DlmError::invalid("mu scorer", "did not return a 3-d array"))
+    }
+
+    fn sigmas(&mut self, x: ArrayView2<'_, f64>, train: bool) -> Result<Array1<f64>> {
+        let b = x.nrows();
+        match &mut self.sigma {
+            SigmaModel::Fixed(v) => Ok(Array1::from_elem(b, *v)),
+            SigmaModel::None => Ok(Array1::zeros(b)),
+            SigmaModel::Learned(s) => {
+                let out = s.forward(x.into_dyn(), train)?;
+                let flat = out
+                    .into_shape_with_order(b)
+                    .map_err(|_| DlmError::invalid("sigma scorer", "must return [B, 1]"))?;
+                Ok(flat)
+            }
+        }
+    }
+
+    /// Noiseless predictions: for each sequence, the predicted position of every number.
+    pub fn predict(&mut self, x: ArrayView2<'_, f64>) -> Result<Vec<Vec<usize>>> {
+        crate::error::ensure_finite("input sequences", &x.iter().copied().collect::<Vec<_>>())?;
+        let theta = self.potentials(x, false)?;
+        let n = self.settings.n;
+        let structure = self.structure.as_ref();
+        use rayon::prelude::*;
+        (0..theta.shape()[0])
+            .into_par_iter()
+            .map(|i| {
+                let t = theta.index_axis(Axis(0), i);
+                let mut active = Vec::with_capacity(n);
+                structure.argmax(t.into_dyn(), &mut active)?;
+                Ok(structure.decode(&[n, n], &active))
+            })
+            .collect()
+    }
+
+    /// Evaluates noiseless prediction on `count` fresh sequences uniform in `[lo, hi)`.
+    pub fn evaluate(&mut self, count: usize, lo: f64, hi: f64, seed: u64) -> Result<SortMetrics> {
+        if count == 0 {
+            return Err(DlmError::invalid("--test-size", "must be at least 1"));
+        }
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(DlmError::invalid(
+                "--test-range",
+                format!("{lo},{hi}: need finite LO < HI"),
+            ));
+        }
+        let n = self.settings.n;
+        let x = uniform_sequences(count, n, lo, hi, seed, Stream::TestData, 0);
+        let mut wrong = 0usize;
+        let mut any = 0usize;
+        let mut tau = 0.0;
+        let mut ranks = Vec::new();
+        // Chunks bound the memory of the potentials.
+        for (c, chunk) in x.axis_chunks_iter(Axis(0), 1000).enumerate() {
+            let preds = self.predict(chunk)?;
+            for (row, pos) in chunk.axis_iter(Axis(0)).zip(&preds) {
+                let xs = row.to_vec();
+                descending_ranks(&xs, &mut ranks);
+                let w = pos.iter().zip(&ranks).filter(|(a, b)| a != b).count();
+                wrong += w;
+                any += (w > 0) as usize;
+                tau += kendall_tau(pos, &ranks);
+            }
+            let _ = c;
+        }
+        Ok(SortMetrics {
+            n_sequences: count,
+            prop_wrong: wrong as f64 / (count * n) as f64,
+            prop_any_wrong: any as f64 / count as f64,
+            kendall_tau: tau / count as f64,
+        })
+    }
+
+    /// One training step on a batch; returns (monitored loss, perturbed loss, mean sigma,
+    /// zero directions, draws).
+    fn step(
+        &mut self,
+        x: ArrayView2<'_, f64>,
+        ids: &[u64],
+        epoch: u64,
+    ) -> Result<(f64, f64, f64, usize, usize)> {
+        let b = x.nrows();
+        let n = self.settings.n;
+        let theta = self.potentials(x, true)?;
+        let sigma = self.sigmas(x, true)?;
+        let targets: Vec<Target> = x
+            .axis_iter(Axis(0))
+            .map(|r| sort_target(r.as_slice().expect("row")))
+            .collect();
+        let mut est = self.settings.estimator.clone();
+        est.epsilon = self.epsilon;
+        let e = est.estimate(
+            &mut self.ws,
+            self.structure.as_ref(),
+            self.noise.as_ref(),
+            self.loss.as_ref(),
+            &Batch {
+                theta: theta.view().into_dyn(),
+                sigma: sigma.view(),
+                targets: &targets,
+                example_ids: ids,
+            },
+            NoiseKey {
+                seed: self.settings.seed,
+                epoch,
+            },
+        )?;
+        self.epsilon = e.diagnostics.epsilon;
+        let scale = 1.0 / b as f64;
+        self.mu.backward((&e.grad_theta * scale).view())?;
+        self.mu.step()?;
+        if let SigmaModel::Learned(s) = &mut self.sigma {
+            let g = (&e.grad_sigma * scale)
+                .into_shape_with_order((b, 1))
+                .expect("b");
+            s.backward(g.into_dyn().view())?;
+            s.step()?;
+        }
+        // Monitored loss: the official squared loss of the noiseless prediction on this batch.
+        let mut task_loss = 0.0;
+        let mut active = Vec::with_capacity(n);
+        for (t, row) in theta.axis_iter(Axis(0)).zip(x.axis_iter(Axis(0))) {
+            self.structure.argmax(t.into_dyn(), &mut active)?;
+            let pos = self.structure.decode(&[n, n], &active);
+            task_loss += squared_sort_loss(row.as_slice().expect("row"), &pos);
+        }
+        Ok((
+            task_loss * scale,
+            e.loss.mean().unwrap_or(0.0),
+            sigma.mean().unwrap_or(0.0),
+            e.diagnostics.zero_directions,
+            e.diagnostics.total_draws,
+        ))
+    }
+}
+
+impl Task for SortTask {
+    fn train_epoch(&mut self, epoch: u64) -> Result<EpochRecord> {
+        let (n, bsz, seed) = (self.settings.n, self.settings.batch, self.settings.seed);
+        let mut acc = (0.0, 0.0, 0.0, 0usize, 0usize);
+        match self.train.take() {
+            None => {
+                let x = uniform_sequences(bsz, n, 0.0, 1.0, seed, Stream::TrainData, epoch + 1);
+                let ids: Vec<u64> = (0..bsz as u64).map(|i| epoch * bsz as u64 + i).collect();
+                acc = self.step(x.view(), &ids, epoch)?;
+            }
+            Some(train) => {
+                let mut order: Vec<usize> = (0..train.nrows()).collect();
+                let mut rng = rng_for(seed, Stream::Shuffle, &[epoch]);
+                for i in (1..order.len()).rev() {
+                    let j = (open01(&mut rng) * (i + 1) as f64) as usize;
+                    order.swap(i, j.min(i));
+                }
+                let result = (|| -> Result<()> {
+                    for chunk in order.chunks(bsz) {
+                        let x = train.select(Axis(0), chunk);
+                        let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+                        let r = self.step(x.view(), &ids, epoch)?;
+                        acc.0 += r.0 * chunk.len() as f64;
+                        acc.1 += r.1 * chunk.len() as f64;
+                        acc.2 += r.2 * chunk.len() as f64;
+                        acc.3 += r.3;
+                        acc.4 += r.4;
+                    }
+                    Ok(())
+                })();
+                let total = train.nrows() as f64;
+                self.train = Some(train);
+                result?;
+                acc.0 /= total;
+                acc.1 /= total;
+                acc.2 /= total;
+            }
+        }
+        Ok(EpochRecord {
+            epoch,
+            loss: acc.0,
+            perturbed_loss: acc.1,
+            sigma: acc.2,
+            epsilon: self.epsilon,
+            zero_rate: if acc.4 > 0 {
+                acc.3 as f64 / acc.4 as f64
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_metrics_and_loss() {
+        let x = [0.2, 0.9, 0.5];
+        let mut r = Vec::new();
+        descending_ranks(&x, &mut r);
+        assert_eq!(r, vec![2, 0, 1]);
+        assert_eq!(kendall_tau(&r, &r), 1.0);
+        assert_eq!(kendall_tau(&[0, 1, 2], &[2, 1, 0]), -1.0);
+        assert_eq!(squared_sort_loss(&x, &r), 0.0);
+        assert!(squared_sort_loss(&x, &[0, 1, 2]) > 0.0);
+        let t = sort_target(&x);
+        assert_eq!(t.truth, vec![2, 3, 7]);
+    }
+}

@@ -1,0 +1,315 @@
+//! # dlm-plugin-matching
+//!
+//! Maximum-weight perfect bipartite matching on an `n x n` potentials matrix: `theta[i][j]` is
+//! the score of matching row `i` to column `j`; `phi(y)` is the permutation matrix of `y`. The
+//! active set lists `i * n + col_of_row[i]` for `i = 0..n` (row order); [`decode`] gives the
+//! permutation `col_of_row`.
+//!
+//! Algorithms (`matching:algo=...`):
+//! * `lapjv` (default): a Jonker–Volgenant shortest-augmenting-path solver written for this
+//!   crate ([`lapjv`]); exact on floating-point potentials, allocation-free after warm-up, and
+//!   it warm-starts the loss-augmented solve from the plain solve's dual variables.
+//! * `km`: `pathfinding::kuhn_munkres`, the reference. It needs integer weights: potentials are
+//!   scaled by `2^s / (n * max|theta|)` with `s = 50` and rounded, so its optimal total is exact
+//!   to within `n^2 * max|theta| * 2^-51`; assignments whose totals differ by less than that may
+//!   be confused.
+//!
+//! Losses registered here:
+//! * `hamming`: `l = sum_i w_i [y_i != t_i]` (`w_i = 1` unless the target gives weights);
+//!   linear with `L = -w_i` at the true entries, `c = sum w`.
+//! * `sort`: the loss of the official sorting experiment (theory.md §4): with the target's
+//!   weights `x_j` (the numbers to sort), `L[j][p] = -x_j^2` at the true position of number
+//!   `j` and `+x_j^2` elsewhere, so `l = c + <L, phi> = 2 sum_j x_j^2 [y_j != t_j]`.
+//!
+//! [`decode`]: dlm_core::StructuredArgmax::decode
+
+#[path = "lapjv_tmp.rs"]
+pub mod lapjv;
+
+use dlm_core::plugin::Registrar;
+use dlm_core::structure::checked_slice;
+use dlm_core::{Config, DlmError, Loss, Result, StructuredArgmax, Target};
+use lapjv::LapWorkspace;
+use ndarray::{ArrayViewD, ArrayViewMutD};
+use pathfinding::matrix::Matrix;
+use std::cell::RefCell;
+
+/// Which assignment algorithm to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algo {
+    /// Jonker–Volgenant shortest augmenting paths (default).
+    Lapjv,
+    /// `pathfinding::kuhn_munkres` on scaled integers (reference).
+    KuhnMunkres,
+}
+
+/// The matching structure.
+#[derive(Debug, Clone)]
+pub struct Matching {
+    algo: Algo,
+    warm: bool,
+}
+
+thread_local! {
+    static WS: RefCell<(LapWorkspace, Vec<usize>)> = RefCell::new((LapWorkspace::new(), Vec::new()));
+}
+
+impl Matching {
+    /// A matching solver using `algo`; `warm` enables the warm-started augmented solve.
+    pub fn new(algo: Algo, warm: bool) -> Self {
+        Matching { algo, warm }
+    }
+
+    /// From `algo=lapjv|km` and `warm=true|false`.
+    pub fn from_config(c: &Config) -> Result<Self> {
+        let algo = match c.choice("algo", "lapjv", &["lapjv", "km"])? {
+            "km" => Algo::KuhnMunkres,
+            _ => Algo::Lapjv,
+        };
+        Ok(Matching::new(algo, c.bool("warm", true)?))
+    }
+
+    /// The algorithm in use.
+    pub fn algo(&self) -> Algo {
+        self.algo
+    }
+
+    fn dim(&self, theta: &ArrayViewD<'_, f64>) -> usize {
+        theta.shape()[0]
+    }
+}
+
+/// Solves with Kuhn–Munkres on integer-scaled potentials; returns `col_of_row`.
+pub fn kuhn_munkres_max(theta: &[f64], n: usize) -> Vec<usize> {
+    let max_abs = theta.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
+    let scale = if max_abs > 0.0 {
+        2f64.powi(50) / (n as f64 * max_abs)
+    } else {
+        1.0
+    };
+    let data: Vec<i64> = theta.iter().map(|&v| (v * scale).round() as i64).collect();
+    let m = Matrix::from_vec(n, n, data).expect("n*n entries");
+    pathfinding::kuhn_munkres::kuhn_munkres(&m).1
+}
+
+fn write_active(col_of_row: &[usize], out: &mut Vec<usize>) {
+    let n = col_of_row.len();
+    out.clear();
+    out.extend(col_of_row.iter().enumerate().map(|(i, &j)| i * n + j));
+}
+
+impl StructuredArgmax for Matching {
+    fn name(&self) -> &str {
+        "matching"
+    }
+    fn check_shape(&self, shape: &[usize]) -> Result<()> {
+        if shape.len() == 2 && shape[0] == shape[1] && shape[0] >= 1 {
+            Ok(())
+        } else {
+            Err(DlmError::shape(
+                "matching potentials",
+                "[n, n] with n >= 1",
+                shape,
+            ))
+        }
+    }
+    fn argmax(&self, theta: ArrayViewD<'_, f64>, out: &mut Vec<usize>) -> Result<()> {
+        let t = checked_slice(self, &theta)?;
+        let n = self.dim(&theta);
+        match self.algo {
+            Algo::KuhnMunkres => write_active(&kuhn_munkres_max(t, n), out),
+            Algo::Lapjv => WS.with(|w| {
+                let (ws, col) = &mut *w.borrow_mut();
+                col.resize(n, 0);
+                lapjv::solve_max(t, n, ws, col);
+                write_active(col, out);
+            }),
+        }
+        Ok(())
+    }
+    fn argmax_pair(
+        &self,
+        theta: ArrayViewD<'_, f64>,
+        theta_aug: ArrayViewD<'_, f64>,
+        out: &mut Vec<usize>,
+        out_aug: &mut Vec<usize>,
+    ) -> Result<()> {
+        if self.algo != Algo::Lapjv || !self.warm {
+            self.argmax(theta, out)?;
+            return self.argmax(theta_aug, out_aug);
+        }
+        let t = checked_slice(self, &theta)?;
+        let ta = checked_slice(self, &theta_aug)?;
+        let n = self.dim(&theta);
+        if theta_aug.shape() != theta.shape() {
+            return Err(DlmError::shape(
+                "augmented potentials",
+                format!("[{n}, {n}] like the plain potentials"),
+                theta_aug.shape(),
+            ));
+        }
+        WS.with(|w| {
+            let (ws, col) = &mut *w.borrow_mut();
+            col.resize(n, 0);
+            lapjv::solve_max(t, n, ws, col);
+            write_active(col, out);
+            lapjv::solve_max_warm(ta, n, ws, col);
+            write_active(col, out_aug);
+        });
+        Ok(())
+    }
+    fn decode(&self, shape: &[usize], active: &[usize]) -> Vec<usize> {
+        let n = shape.first().copied().unwrap_or(1).max(1);
+        let mut col = vec![0; active.len()];
+        for &a in active {
+            if a / n < col.len() {
+                col[a / n] = a % n;
+            }
+        }
+        col
+    }
+}
+
+/// `col_of_row` from an active set on an `n x n` matrix, checking it is a permutation.
+pub fn permutation_of(n: usize, active: &[usize], what: &str) -> Result<Vec<usize>> {
+    let bad = || {
+        DlmError::invalid(
+            what,
+            format!("expected a permutation of {n} (one entry per row and column), got active set {active:?}"),
+        )
+    };
+    if active.len() != n {
+        return Err(bad());
+    }
+    let mut col = vec![usize::MAX; n];
+    let mut seen = vec![false; n];
+    for &a in active {
+        let (i, j) = (a / n, a % n);
+        if i >= n || col[i] != usize::MAX || seen[j] {
+            return Err(bad());
+        }
+        col[i] = j;
+        seen[j] = true;
+    }
+    Ok(col)
+}
+
+fn matrix_dim(shape: &[usize]) -> Result<usize> {
+    match shape {
+        [n, m] if n == m && *n >= 1 => Ok(*n),
+        _ => Err(DlmError::shape(
+            "matching loss",
+            "[n, n] with n >= 1",
+            shape,
+        )),
+    }
+}
+
+/// (Weighted) Hamming loss on matchings.
+#[derive(Debug, Clone, Default)]
+pub struct Hamming;
+
+fn row_weights(target: &Target, n: usize, what: &str) -> Result<Vec<f64>> {
+    match target.weights.len() {
+        0 => Ok(vec![1.0; n]),
+        l if l == n => Ok(target.weights.clone()),
+        l => Err(DlmError::invalid(
+            what,
+            format!("{l} weights for {n} rows; give none or one per row"),
+        )),
+    }
+}
+
+impl Loss for Hamming {
+    fn name(&self) -> &str {
+        "hamming"
+    }
+    fn value(&self, target: &Target, shape: &[usize], active: &[usize]) -> Result<f64> {
+        let n = matrix_dim(shape)?;
+        let truth = permutation_of(n, &target.truth, "hamming target")?;
+        let pred = permutation_of(n, active, "hamming prediction")?;
+        let w = row_weights(target, n, "hamming weights")?;
+        Ok((0..n).filter(|&i| truth[i] != pred[i]).map(|i| w[i]).sum())
+    }
+    fn linear_form(&self, target: &Target, mut out: ArrayViewMutD<'_, f64>) -> Result<Option<f64>> {
+        let n = matrix_dim(out.shape())?;
+        let truth = permutation_of(n, &target.truth, "hamming target")?;
+        let w = row_weights(target, n, "hamming weights")?;
+        out.fill(0.0);
+        let s = out.as_slice_mut().expect("contiguous");
+        for i in 0..n {
+            s[i * n + truth[i]] = -w[i];
+        }
+        Ok(Some(w.iter().sum()))
+    }
+}
+
+/// The official sorting experiment's loss (see the crate docs).
+#[derive(Debug, Clone, Default)]
+pub struct SortLoss;
+
+fn numbers(target: &Target, n: usize) -> Result<&[f64]> {
+    if target.weights.len() != n {
+        return Err(DlmError::invalid(
+            "sort loss target",
+            format!(
+                "needs the {n} input numbers as weights, got {}",
+                target.weights.len()
+            ),
+        ));
+    }
+    Ok(&target.weights)
+}
+
+impl Loss for SortLoss {
+    fn name(&self) -> &str {
+        "sort"
+    }
+    fn value(&self, target: &Target, shape: &[usize], active: &[usize]) -> Result<f64> {
+        let n = matrix_dim(shape)?;
+        let truth = permutation_of(n, &target.truth, "sort target")?;
+        let pred = permutation_of(n, active, "sort prediction")?;
+        let x = numbers(target, n)?;
+        Ok((0..n)
+            .filter(|&j| truth[j] != pred[j])
+            .map(|j| 2.0 * x[j] * x[j])
+            .sum())
+    }
+    fn linear_form(&self, target: &Target, mut out: ArrayViewMutD<'_, f64>) -> Result<Option<f64>> {
+        let n = matrix_dim(out.shape())?;
+        let truth = permutation_of(n, &target.truth, "sort target")?;
+        let x = numbers(target, n)?;
+        let s = out.as_slice_mut().expect("contiguous");
+        let mut c = 0.0;
+        for j in 0..n {
+            let w = x[j] * x[j];
+            c += w;
+            for p in 0..n {
+                s[j * n + p] = if p == truth[j] { -w } else { w };
+            }
+        }
+        Ok(Some(c))
+    }
+}
+
+/// Registers `matching`, `hamming` and `sort`.
+pub fn register(r: &mut Registrar<'_>) -> Result<()> {
+    r.structure(
+        "matching",
+        "max-weight perfect bipartite matching on [n, n] potentials; options algo=lapjv|km, warm=true",
+        Matching::from_config,
+    )?;
+    r.loss(
+        "hamming",
+        "(weighted) Hamming loss on matchings; linear (L = -w at the true entries)",
+        |_| Ok(Hamming),
+    )?;
+    r.loss(
+        "sort",
+        "official sorting loss: +-x_j^2 per entry (= 2 sum x_j^2 [wrong]); linear",
+        |_| Ok(SortLoss),
+    )?;
+    Ok(())
+}
+
+dlm_core::export_plugin!(register);

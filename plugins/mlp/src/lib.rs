@@ -1,0 +1,175 @@
+//! # dlm-plugin-mlp
+//!
+//! A native multi-layer perceptron [`Scorer`] (`mlp`): dense layers on `ndarray`, a hand-written
+//! backward pass (checked against finite differences), and PyTorch-compatible Adam and SGD.
+//! Networks of the sorting experiment are this small, and without a tensor framework they
+//! train orders of magnitude faster per step.
+//!
+//! The network applies to the **last axis** of its input; all leading axes are rows. So the
+//! sorting experiment's `mu` is `mlp:sizes=1-32-d` on input `[B, d, 1]` (output `[B, d, d]`)
+//! and its `sigma` is `mlp:sizes=d-1,out=softplus` on input `[B, d]` (output `[B, 1]`).
+//!
+//! Options: `sizes=IN-H1-...-OUT` (required), `hidden=relu|tanh|softplus|identity` (relu),
+//! `out=identity|softplus|relu|tanh` (identity), `opt=adam|sgd` (adam), `lr=` (1e-3),
+//! `momentum=` (0, SGD only), `seed=` (0, initialisation).
+
+pub mod net;
+
+use dlm_core::plugin::Registrar;
+use dlm_core::{Config, DlmError, Result, Scorer};
+use ndarray::{ArrayD, ArrayViewD};
+use net::{Activation, Mlp, Optimizer};
+use std::io::{Read, Write};
+
+/// The `mlp` scorer.
+#[derive(Debug, Clone)]
+pub struct MlpScorer {
+    net: Mlp,
+}
+
+fn activation(c: &Config, key: &str, default: &'static str) -> Result<Activation> {
+    Ok(
+        match c.choice(key, default, &["relu", "tanh", "softplus", "identity"])? {
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            "softplus" => Activation::Softplus,
+            _ => Activation::Identity,
+        },
+    )
+}
+
+fn err(e: String) -> DlmError {
+    DlmError::invalid("mlp", e)
+}
+
+impl MlpScorer {
+    /// Wraps a network.
+    pub fn new(net: Mlp) -> Self {
+        MlpScorer { net }
+    }
+
+    /// The network.
+    pub fn net(&self) -> &Mlp {
+        &self.net
+    }
+
+    /// From the options listed in the crate docs.
+    pub fn from_config(c: &Config) -> Result<Self> {
+        let sizes_raw = c
+            .raw("sizes")
+            .ok_or_else(|| DlmError::invalid("mlp:sizes", "required, e.g. mlp:sizes=1-32-10"))?;
+        let sizes = sizes_raw
+            .split('-')
+            .map(|s| s.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| {
+                DlmError::invalid(
+                    "mlp:sizes",
+                    format!("'{sizes_raw}' is not a dash-separated list of widths, e.g. 1-32-10"),
+                )
+            })?;
+        let hidden = activation(c, "hidden", "relu")?;
+        let output = activation(c, "out", "identity")?;
+        let lr = c.f64("lr", 1e-3)?;
+        let opt = match c.choice("opt", "adam", &["adam", "sgd"])? {
+            "adam" => Optimizer::adam(lr),
+            _ => Optimizer::Sgd {
+                lr,
+                momentum: c.f64("momentum", 0.0)?,
+            },
+        };
+        let seed = c.u64("seed", 0)?;
+        Ok(MlpScorer::new(
+            Mlp::new(&sizes, hidden, output, opt, seed).map_err(err)?,
+        ))
+    }
+}
+
+impl Scorer for MlpScorer {
+    fn name(&self) -> &str {
+        "mlp"
+    }
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        match input_shape.last() {
+            Some(&w) if w == self.net.input_width() => {
+                let mut s = input_shape.to_vec();
+                *s.last_mut().expect("non-empty") = self.net.output_width();
+                Ok(s)
+            }
+            _ => Err(DlmError::shape(
+                "mlp input",
+                format!("[..., {}]", self.net.input_width()),
+                input_shape,
+            )),
+        }
+    }
+    fn forward(&mut self, x: ArrayViewD<'_, f64>, train: bool) -> Result<ArrayD<f64>> {
+        if train {
+            self.net.forward(x).map_err(err)
+        } else {
+            self.net.predict(x).map_err(err)
+        }
+    }
+    fn backward(&mut self, grad_out: ArrayViewD<'_, f64>) -> Result<()> {
+        self.net.backward(grad_out).map_err(err)
+    }
+    fn step(&mut self) -> Result<()> {
+        self.net.step();
+        Ok(())
+    }
+    fn zero_grad(&mut self) {
+        self.net.zero_grad()
+    }
+    fn num_params(&self) -> usize {
+        self.net.num_params()
+    }
+    fn params(&self) -> Vec<f64> {
+        self.net.params()
+    }
+    fn set_params(&mut self, params: &[f64]) -> Result<()> {
+        self.net.set_params(params).map_err(err)
+    }
+    fn grads(&self) -> Vec<f64> {
+        self.net.grads()
+    }
+    fn save(&self, w: &mut dyn Write) -> Result<()> {
+        let bytes = self.net.to_bytes();
+        w.write_all(&(bytes.len() as u64).to_le_bytes())
+            .and_then(|_| w.write_all(&bytes))
+            .map_err(|e| DlmError::io("writing", "mlp weights", e))
+    }
+    fn load(&mut self, r: &mut dyn Read) -> Result<()> {
+        let bad = |m: String| DlmError::format("mlp weights", "model file", m);
+        let mut len = [0u8; 8];
+        r.read_exact(&mut len)
+            .map_err(|e| bad(format!("missing length header: {e}")))?;
+        let len = u64::from_le_bytes(len);
+        if len > (1 << 34) {
+            return Err(bad(format!("implausible length {len}")));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        r.read_exact(&mut bytes)
+            .map_err(|e| bad(format!("truncated ({e})")))?;
+        let net = Mlp::from_bytes(&bytes).map_err(bad)?;
+        if net.sizes() != self.net.sizes() {
+            return Err(bad(format!(
+                "layer sizes {:?} differ from this scorer's {:?}",
+                net.sizes(),
+                self.net.sizes()
+            )));
+        }
+        self.net = net;
+        Ok(())
+    }
+}
+
+/// Registers `mlp`.
+pub fn register(r: &mut Registrar<'_>) -> Result<()> {
+    r.scorer(
+        "mlp",
+        "native MLP on the last axis; options sizes=IN-H-..-OUT, hidden=relu, out=identity|softplus, opt=adam|sgd, lr, momentum, seed",
+        MlpScorer::from_config,
+    )
+}
+
+dlm_core::export_plugin!(register);

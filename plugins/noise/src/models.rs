@@ -1,0 +1,380 @@
+//! The noise models.
+
+use dlm_core::rng::{open01, DlmRng};
+use dlm_core::{Config, DlmError, NoiseModel, Result, EULER_GAMMA};
+use ndarray::Array2;
+use ndarray_linalg::cholesky::{Cholesky, UPLO};
+use rand_distr::{Distribution, Gamma, StandardNormal};
+use std::collections::HashMap;
+use std::f64::consts::PI;
+use std::sync::{Arc, Mutex};
+
+fn positive(c: &Config, key: &str, default: f64) -> Result<f64> {
+    let v = c.f64(key, default)?;
+    if v <= 0.0 {
+        return Err(DlmError::invalid(
+            format!("{}:{key}", c.component()),
+            format!("{v} is not positive"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Gumbel noise, zero-mean (`centered`) or standard.
+#[derive(Debug, Clone)]
+pub struct Gumbel {
+    scale: f64,
+    centered: bool,
+}
+
+impl Gumbel {
+    /// Zero-mean (`centered = true`) or standard Gumbel with scale `scale > 0`.
+    pub fn new(scale: f64, centered: bool) -> Self {
+        Gumbel { scale, centered }
+    }
+
+    /// From `scale=` or (zero-mean only) `variance=`.
+    pub fn from_config(c: &Config, centered: bool) -> Result<Self> {
+        let scale = if centered && c.raw("variance").is_some() {
+            if c.raw("scale").is_some() {
+                return Err(DlmError::invalid(
+                    "gumbel",
+                    "give scale= or variance=, not both",
+                ));
+            }
+            (6.0 * positive(c, "variance", 1.0)?).sqrt() / PI
+        } else {
+            positive(c, "scale", 1.0)?
+        };
+        Ok(Gumbel::new(scale, centered))
+    }
+}
+
+impl NoiseModel for Gumbel {
+    fn name(&self) -> &str {
+        if self.centered {
+            "gumbel"
+        } else {
+            "gumbel-standard"
+        }
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        let shift = if self.centered { EULER_GAMMA } else { 0.0 };
+        for o in out.iter_mut() {
+            *o = self.scale * (-(-open01(rng).ln()).ln() - shift);
+        }
+        Ok(())
+    }
+    fn mean(&self) -> f64 {
+        if self.centered {
+            0.0
+        } else {
+            self.scale * EULER_GAMMA
+        }
+    }
+    fn variance(&self) -> f64 {
+        self.scale * self.scale * PI * PI / 6.0
+    }
+    fn cdf(&self, x: f64) -> Option<f64> {
+        let shift = if self.centered { EULER_GAMMA } else { 0.0 };
+        Some((-(-(x / self.scale + shift)).exp()).exp())
+    }
+}
+
+/// Gaussian noise `N(0, std^2)`.
+#[derive(Debug, Clone)]
+pub struct Gaussian {
+    std: f64,
+}
+
+impl Gaussian {
+    /// `N(0, std^2)`.
+    pub fn new(std: f64) -> Self {
+        Gaussian { std }
+    }
+    /// From `std=`.
+    pub fn from_config(c: &Config) -> Result<Self> {
+        Ok(Gaussian::new(positive(c, "std", 1.0)?))
+    }
+}
+
+/// The standard normal CDF (W. J. Cody's erfc rational approximations through `erfc`).
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function, relative error below 1.2e-7 everywhere (Numerical Recipes
+/// `erfcc`, Chebyshev fit), ample for distribution checks.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+impl NoiseModel for Gaussian {
+    fn name(&self) -> &str {
+        "gaussian"
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        for o in out.iter_mut() {
+            let z: f64 = StandardNormal.sample(rng);
+            *o = self.std * z;
+        }
+        Ok(())
+    }
+    fn mean(&self) -> f64 {
+        0.0
+    }
+    fn variance(&self) -> f64 {
+        self.std * self.std
+    }
+    fn cdf(&self, x: f64) -> Option<f64> {
+        Some(normal_cdf(x / self.std))
+    }
+}
+
+/// Logistic noise, location 0, scale `s`.
+#[derive(Debug, Clone)]
+pub struct Logistic {
+    scale: f64,
+}
+
+impl Logistic {
+    /// Logistic with scale `scale > 0`.
+    pub fn new(scale: f64) -> Self {
+        Logistic { scale }
+    }
+    /// From `scale=`.
+    pub fn from_config(c: &Config) -> Result<Self> {
+        Ok(Logistic::new(positive(c, "scale", 1.0)?))
+    }
+}
+
+impl NoiseModel for Logistic {
+    fn name(&self) -> &str {
+        "logistic"
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        for o in out.iter_mut() {
+            let u = open01(rng);
+            *o = self.scale * (u / (1.0 - u)).ln();
+        }
+        Ok(())
+    }
+    fn mean(&self) -> f64 {
+        0.0
+    }
+    fn variance(&self) -> f64 {
+        self.scale * self.scale * PI * PI / 3.0
+    }
+    fn cdf(&self, x: f64) -> Option<f64> {
+        Some(1.0 / (1.0 + (-x / self.scale).exp()))
+    }
+}
+
+/// Sum-of-Gamma noise (Niepert, Minervini & Franceschi 2021, "Implicit MLE"):
+/// `(tau/k) * (sum_{i=1..terms} Gamma(shape 1/k, scale k/i) - ln(terms))`.
+///
+/// The sum of `k` independent draws is approximately Gumbel(0, tau), which makes perturbed
+/// top-k behave like Gumbel-perturbed sampling without replacement.
+#[derive(Debug, Clone)]
+pub struct SumOfGamma {
+    k: f64,
+    tau: f64,
+    gammas: Vec<Gamma<f64>>,
+}
+
+impl SumOfGamma {
+    /// With `k >= 1`, temperature `tau > 0`, and `terms >= 1` Gamma terms.
+    pub fn new(k: usize, tau: f64, terms: usize) -> Result<Self> {
+        if k == 0 || terms == 0 || !(tau > 0.0 && tau.is_finite()) {
+            return Err(DlmError::invalid(
+                "sum-of-gamma",
+                "k >= 1, terms >= 1 and tau > 0 are required",
+            ));
+        }
+        let kf = k as f64;
+        let gammas = (1..=terms)
+            .map(|i| {
+                Gamma::new(1.0 / kf, kf / i as f64)
+                    .map_err(|e| DlmError::invalid("sum-of-gamma", e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(SumOfGamma { k: kf, tau, gammas })
+    }
+    /// From `k=`, `tau=`, `terms=`.
+    pub fn from_config(c: &Config) -> Result<Self> {
+        SumOfGamma::new(c.usize("k", 1)?, c.f64("tau", 1.0)?, c.usize("terms", 10)?)
+    }
+}
+
+impl NoiseModel for SumOfGamma {
+    fn name(&self) -> &str {
+        "sum-of-gamma"
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        let log_terms = (self.gammas.len() as f64).ln();
+        for o in out.iter_mut() {
+            let s: f64 = self.gammas.iter().map(|g| g.sample(rng)).sum();
+            *o = self.tau / self.k * (s - log_terms);
+        }
+        Ok(())
+    }
+    fn mean(&self) -> f64 {
+        let n = self.gammas.len();
+        let h: f64 = (1..=n).map(|i| 1.0 / i as f64).sum();
+        self.tau / self.k * (h - (n as f64).ln())
+    }
+    fn variance(&self) -> f64 {
+        let n = self.gammas.len();
+        let s2: f64 = (1..=n).map(|i| 1.0 / (i * i) as f64).sum();
+        self.tau * self.tau / self.k * s2
+    }
+}
+
+/// Correlated Gaussian noise over the whole potentials array: `gamma = std * L z`, `z ~ N(0, I)`,
+/// `L L^T = C` with `C_ij = rho^|i-j|` (`ar1`) or `C_ij = rho` for `i != j` (`equi`).
+///
+/// The Cholesky factor is computed with `ndarray-linalg` (LAPACK `potrf`) once per array size
+/// and cached.
+#[derive(Debug)]
+pub struct CorrGaussian {
+    rho: f64,
+    equi: bool,
+    std: f64,
+    factors: Mutex<HashMap<usize, Arc<Array2<f64>>>>,
+}
+
+impl CorrGaussian {
+    /// AR(1) (`equi = false`, `-1 < rho < 1`) or equicorrelated (`equi = true`, `0 <= rho < 1`).
+    pub fn new(rho: f64, equi: bool, std: f64) -> Result<Self> {
+        let ok = if equi {
+            (0.0..1.0).contains(&rho)
+        } else {
+            rho > -1.0 && rho < 1.0
+        };
+        if !ok || !(std > 0.0 && std.is_finite()) {
+            return Err(DlmError::invalid(
+                "corr-gaussian",
+                format!(
+                    "rho={rho}, std={std}: need -1 < rho < 1 (ar1) or 0 <= rho < 1 (equi) and std > 0, so that the covariance is positive definite"
+                ),
+            ));
+        }
+        Ok(CorrGaussian {
+            rho,
+            equi,
+            std,
+            factors: Mutex::new(HashMap::new()),
+        })
+    }
+    /// From `rho=`, `kind=ar1|equi`, `std=`.
+    pub fn from_config(c: &Config) -> Result<Self> {
+        let rho = c.f64("rho", 0.5)?;
+        let kind = c.choice("kind", "ar1", &["ar1", "equi"])?;
+        CorrGaussian::new(rho, kind == "equi", positive(c, "std", 1.0)?)
+    }
+
+    /// The covariance matrix `C` for `m` entries.
+    pub fn covariance(&self, m: usize) -> Array2<f64> {
+        Array2::from_shape_fn((m, m), |(i, j)| {
+            if i == j {
+                1.0
+            } else if self.equi {
+                self.rho
+            } else {
+                self.rho.powi((i as i32 - j as i32).abs())
+            }
+        })
+    }
+
+    /// The lower Cholesky factor of `C` for `m` entries (cached).
+    pub fn factor(&self, m: usize) -> Result<Arc<Array2<f64>>> {
+        let mut cache = self.factors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(&m) {
+            return Ok(f.clone());
+        }
+        let l = self
+            .covariance(m)
+            .cholesky(UPLO::Lower)
+            .map_err(|e| DlmError::Numerical {
+                what: "corr-gaussian Cholesky factor".into(),
+                message: format!("{e}; choose |rho| further from 1"),
+            })?;
+        let l = Arc::new(l);
+        cache.insert(m, l.clone());
+        Ok(l)
+    }
+}
+
+impl NoiseModel for CorrGaussian {
+    fn name(&self) -> &str {
+        "corr-gaussian"
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        let m = out.len();
+        let l = self.factor(m)?;
+        let z: Vec<f64> = (0..m).map(|_| StandardNormal.sample(rng)).collect();
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = l.row(i);
+            let mut s = 0.0;
+            for j in 0..=i {
+                s += row[j] * z[j];
+            }
+            *o = self.std * s;
+        }
+        Ok(())
+    }
+    fn mean(&self) -> f64 {
+        0.0
+    }
+    fn variance(&self) -> f64 {
+        self.std * self.std
+    }
+    fn cdf(&self, x: f64) -> Option<f64> {
+        Some(normal_cdf(x / self.std))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_cdf_known_values() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.959_963_985) - 0.975).abs() < 1e-6);
+        assert!((normal_cdf(-1.0) - 0.158_655_254).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cholesky_factor_reproduces_covariance() {
+        let n = CorrGaussian::new(0.7, false, 1.0).unwrap();
+        let l = n.factor(6).unwrap();
+        let c = l.dot(&l.t());
+        let d = &c - &n.covariance(6);
+        assert!(d.iter().all(|v| v.abs() < 1e-12));
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        assert!(CorrGaussian::new(1.0, false, 1.0).is_err());
+        assert!(CorrGaussian::new(-0.2, true, 1.0).is_err());
+        assert!(SumOfGamma::new(0, 1.0, 10).is_err());
+    }
+}

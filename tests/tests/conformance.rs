@@ -1,0 +1,239 @@
+//! The conformance suite every structure runs: optimality against brute force on small sizes,
+//! `phi` consistent with the score, deterministic tie-breaking, refusal of bad input. Plus the
+//! LAPJV solver against `pathfinding::kuhn_munkres` on random and degenerate matrices up to
+//! n = 200.
+
+use dlm_core::rng::{open01, rng_for, DlmRng, Stream};
+use dlm_core::structure::{score, write_phi};
+use dlm_core::StructuredArgmax;
+use dlm_plugin_argmax::Argmax;
+use dlm_plugin_matching::{kuhn_munkres_max, lapjv, Algo, Matching};
+use dlm_plugin_topk::TopK;
+use ndarray::{ArrayD, IxDyn};
+
+/// All feasible solutions of a small problem, as active sets.
+type Enumerate = dyn Fn(&[usize]) -> Vec<Vec<usize>>;
+
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    fn rec(n: usize, cur: &mut Vec<usize>, used: &mut [bool], out: &mut Vec<Vec<usize>>) {
+        if cur.len() == n {
+            out.push(cur.iter().enumerate().map(|(i, &j)| i * n + j).collect());
+            return;
+        }
+        for j in 0..n {
+            if !used[j] {
+                used[j] = true;
+                cur.push(j);
+                rec(n, cur, used, out);
+                cur.pop();
+                used[j] = false;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    rec(n, &mut Vec::new(), &mut vec![false; n], &mut out);
+    out
+}
+
+fn subsets(m: usize, k: usize) -> Vec<Vec<usize>> {
+    (0u32..1 << m)
+        .filter(|b| b.count_ones() as usize == k)
+        .map(|b| (0..m).filter(|i| b >> i & 1 == 1).collect())
+        .collect()
+}
+
+fn random(shape: &[usize], rng: &mut DlmRng, kind: usize) -> ArrayD<f64> {
+    ArrayD::from_shape_fn(IxDyn(shape), |ix| match kind {
+        0 => open01(rng) * 2.0 - 1.0,        // continuous
+        1 => (open01(rng) * 3.0).floor(),    // many ties
+        2 => 1.5,                            // all equal
+        3 => ix[ix.ndim() - 1] as f64 * 0.5, // equal rows
+        _ => (open01(rng) - 0.5) * 1e9,      // large magnitude
+    })
+}
+
+/// The suite: for every case, the solver's score equals the brute-force optimum, the active
+/// set is feasible, `<theta, phi>` equals the score, and two calls agree.
+fn conformance(s: &dyn StructuredArgmax, shapes: &[Vec<usize>], enumerate: &Enumerate, seed: u64) {
+    let mut rng = rng_for(seed, Stream::Other, &[0]);
+    for shape in shapes {
+        let feasible = enumerate(shape);
+        for kind in 0..5 {
+            for _ in 0..if kind == 0 { 20 } else { 4 } {
+                let theta = random(shape, &mut rng, kind);
+                let mut out = Vec::new();
+                s.argmax(theta.view(), &mut out).unwrap();
+                let mut sorted = out.clone();
+                sorted.sort_unstable();
+                assert!(
+                    feasible.iter().any(|f| {
+                        let mut g = f.clone();
+                        g.sort_unstable();
+                        g == sorted
+                    }),
+                    "{}: {out:?} is not a feasible solution for shape {shape:?}",
+                    s.name()
+                );
+                let best = feasible
+                    .iter()
+                    .map(|f| score(&theta.view(), f))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let got = score(&theta.view(), &out);
+                let tol = 1e-9 * best.abs().max(1.0);
+                assert!(
+                    (got - best).abs() <= tol,
+                    "{}: score {got} but optimum {best} on {theta:?}",
+                    s.name()
+                );
+                let mut phi = ArrayD::zeros(IxDyn(shape));
+                write_phi(&out, &mut phi.view_mut()).unwrap();
+                let dot: f64 = phi.iter().zip(theta.iter()).map(|(p, t)| p * t).sum();
+                assert!((dot - got).abs() <= tol, "phi inconsistent with score");
+                let mut again = Vec::new();
+                s.argmax(theta.view(), &mut again).unwrap();
+                assert_eq!(out, again, "{}: not deterministic", s.name());
+            }
+        }
+        // Bad input: NaN, infinity, wrong shape.
+        let mut bad = random(shape, &mut rng, 0);
+        bad.as_slice_mut().unwrap()[0] = f64::NAN;
+        assert!(
+            s.argmax(bad.view(), &mut Vec::new()).is_err(),
+            "NaN accepted"
+        );
+        bad.as_slice_mut().unwrap()[0] = f64::INFINITY;
+        assert!(
+            s.argmax(bad.view(), &mut Vec::new()).is_err(),
+            "inf accepted"
+        );
+    }
+    let wrong = ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4]));
+    assert!(
+        s.argmax(wrong.view(), &mut Vec::new()).is_err(),
+        "3-d accepted"
+    );
+}
+
+#[test]
+fn matching_lapjv_conforms() {
+    let shapes: Vec<Vec<usize>> = (1..=7).map(|n| vec![n, n]).collect();
+    conformance(
+        &Matching::new(Algo::Lapjv, true),
+        &shapes,
+        &|s| permutations(s[0]),
+        1,
+    );
+}
+
+#[test]
+fn matching_kuhn_munkres_conforms() {
+    let shapes: Vec<Vec<usize>> = (1..=6).map(|n| vec![n, n]).collect();
+    conformance(
+        &Matching::new(Algo::KuhnMunkres, true),
+        &shapes,
+        &|s| permutations(s[0]),
+        2,
+    );
+}
+
+#[test]
+fn topk_conforms() {
+    for k in 1..=4 {
+        let shapes: Vec<Vec<usize>> = (k..=9).map(|m| vec![m]).collect();
+        conformance(
+            &TopK::new(k).unwrap(),
+            &shapes,
+            &move |s| subsets(s[0], k),
+            3 + k as u64,
+        );
+    }
+}
+
+#[test]
+fn argmax_conforms() {
+    let shapes: Vec<Vec<usize>> = (1..=8).map(|m| vec![m]).collect();
+    conformance(&Argmax, &shapes, &|s| subsets(s[0], 1), 9);
+}
+
+#[test]
+fn ties_follow_the_documented_rule() {
+    let mut out = Vec::new();
+    TopK::new(2)
+        .unwrap()
+        .argmax(ndarray::arr1(&[1.0, 1.0, 1.0]).into_dyn().view(), &mut out)
+        .unwrap();
+    assert_eq!(out, vec![0, 1], "top-k ties go to the lower index");
+    Argmax
+        .argmax(ndarray::arr1(&[2.0, 2.0]).into_dyn().view(), &mut out)
+        .unwrap();
+    assert_eq!(out, vec![0]);
+}
+
+fn km_total(theta: &[f64], n: usize) -> f64 {
+    kuhn_munkres_max(theta, n)
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| theta[i * n + j])
+        .sum()
+}
+
+#[test]
+fn lapjv_agrees_with_kuhn_munkres_up_to_n_200() {
+    let mut rng = rng_for(42, Stream::Other, &[1]);
+    let mut ws = lapjv::LapWorkspace::new();
+    for &n in &[8usize, 20, 50, 100, 200] {
+        for kind in 0..4 {
+            let theta: Vec<f64> = (0..n * n)
+                .map(|i| match kind {
+                    0 => open01(&mut rng),
+                    1 => (open01(&mut rng) * 4.0).floor(), // integer ties
+                    2 => (i % n) as f64,                   // equal rows
+                    _ => 7.0,                              // all equal
+                })
+                .collect();
+            let mut col = vec![0; n];
+            let total = lapjv::solve_max(&theta, n, &mut ws, &mut col);
+            let mut seen = vec![false; n];
+            for &j in &col {
+                assert!(!seen[j], "not a permutation");
+                seen[j] = true;
+            }
+            let direct: f64 = col.iter().enumerate().map(|(i, &j)| theta[i * n + j]).sum();
+            assert!((direct - total).abs() <= 1e-9 * total.abs().max(1.0));
+            let km = km_total(&theta, n);
+            // km rounds to integers after scaling by 2^50 / (n max|theta|).
+            let km_err = n as f64
+                * n as f64
+                * theta.iter().fold(0.0f64, |a, v| a.max(v.abs()))
+                * 2f64.powi(-49);
+            assert!(
+                (total - km).abs() <= km_err + 1e-9,
+                "n={n} kind={kind}: lapjv {total} vs kuhn_munkres {km}"
+            );
+        }
+    }
+}
+
+#[test]
+fn warm_started_augmented_solve_equals_a_cold_solve() {
+    let mut rng = rng_for(5, Stream::Other, &[2]);
+    let s = Matching::new(Algo::Lapjv, true);
+    let cold = Matching::new(Algo::Lapjv, false);
+    for &n in &[3usize, 10, 40] {
+        for &eps in &[-12.0, -0.3, 0.5] {
+            let theta = ArrayD::from_shape_fn(IxDyn(&[n, n]), |_| open01(&mut rng));
+            let perm: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % n).collect();
+            let aug = ArrayD::from_shape_fn(IxDyn(&[n, n]), |ix| {
+                let l = if perm[ix[0]] == ix[1] { -1.0 } else { 0.3 };
+                theta[[ix[0], ix[1]]] + eps * l
+            });
+            let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            s.argmax_pair(theta.view(), aug.view(), &mut a, &mut b)
+                .unwrap();
+            cold.argmax_pair(theta.view(), aug.view(), &mut c, &mut d)
+                .unwrap();
+            assert!((score(&theta.view(), &a) - score(&theta.view(), &c)).abs() < 1e-9);
+            assert!((score(&aug.view(), &b) - score(&aug.view(), &d)).abs() < 1e-9);
+        }
+    }
+}
