@@ -92,7 +92,7 @@ fn solve_reads_csv_and_npy_and_prints_json() {
     ]);
     assert_eq!(v["solution"], serde_json::json!([1, 0, 2]));
     let v = ok_json(&["solve", "-s", "topk:k=2", "--potentials", "0.3,-1,2,0.5"]);
-    assert_eq!(v["solution"], serde_json::json!([0, 2]));
+    assert_eq!(v["solution"], serde_json::json!([2, 3]));
     // A batch in one .npy file.
     let npy = dir.path().join("b.npy");
     let arr =

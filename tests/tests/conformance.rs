@@ -44,11 +44,11 @@ fn subsets(m: usize, k: usize) -> Vec<Vec<usize>> {
 
 fn random(shape: &[usize], rng: &mut DlmRng, kind: usize) -> ArrayD<f64> {
     ArrayD::from_shape_fn(IxDyn(shape), |ix| match kind {
-        0 => open01(rng) * 2.0 - 1.0,        // continuous
-        1 => (open01(rng) * 3.0).floor(),    // many ties
-        2 => 1.5,                            // all equal
-        3 => ix[ix.ndim() - 1] as f64 * 0.5, // equal rows
-        _ => (open01(rng) - 0.5) * 1e9,      // large magnitude
+        0 => open01(rng) * 2.0 - 1.0,          // continuous
+        1 => (open01(rng) * 3.0).floor(),      // many ties
+        2 => 1.5,                              // all equal
+        3 => ix[shape.len() - 1] as f64 * 0.5, // equal rows
+        _ => (open01(rng) - 0.5) * 1e9,        // large magnitude
     })
 }
 
