@@ -64,7 +64,7 @@ fn read_csv(path: &Path) -> Result<ArrayD<f64>> {
             continue;
         }
         let parsed: std::result::Result<Vec<f64>, _> = line
-            .split(|c| c == ',' || c == ';' || c == '\t')
+            .split([',', ';', '\t'])
             .map(|f| f.trim().parse::<f64>())
             .collect();
         match parsed {

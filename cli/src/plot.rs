@@ -32,13 +32,14 @@ pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let panels = root.split_evenly((3, 1));
         let epochs = history.len().max(1) as f64;
-        let pick: [(&str, Box<dyn Fn(&EpochRecord) -> f64>); 3] = [
-            ("training loss (noiseless)", Box::new(|r| r.loss)),
-            ("sigma (mean)", Box::new(|r| r.sigma)),
-            ("|epsilon|", Box::new(|r| r.epsilon.abs())),
+        type Series = (&'static str, fn(&EpochRecord) -> f64);
+        let pick: [Series; 3] = [
+            ("training loss (noiseless)", |r| r.loss),
+            ("sigma (mean)", |r| r.sigma),
+            ("|epsilon|", |r| r.epsilon.abs()),
         ];
         for (area, (title, f)) in panels.iter().zip(pick.iter()) {
-            let ys: Vec<f64> = history.iter().map(f).collect();
+            let ys: Vec<f64> = history.iter().map(*f).collect();
             let (lo, hi) = series_range(&ys);
             let mut chart = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 18))

@@ -8,18 +8,28 @@ use ndarray::{ArrayViewD, IxDyn};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
-/// One perturb-and-MAP prediction: draws `gamma` into `gamma`, writes the perturbed
-/// potentials into `pert`, and the active set of the argmax into `out`.
+/// Reusable buffers of [`perturb_and_map`]: after a call, `gamma` holds the noise draw and
+/// `pert` the perturbed potentials `theta + sigma * gamma`.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    /// The noise draw.
+    pub gamma: Vec<f64>,
+    /// The perturbed potentials.
+    pub pert: Vec<f64>,
+}
+
+/// One perturb-and-MAP prediction: draws `gamma`, perturbs `theta` by `sigma * gamma` (both
+/// kept in `scratch`), and writes the active set of the argmax into `out`.
 pub fn perturb_and_map(
     structure: &dyn StructuredArgmax,
     noise: &dyn NoiseModel,
     theta: ArrayViewD<'_, f64>,
     sigma: f64,
     rng: &mut DlmRng,
-    gamma: &mut Vec<f64>,
-    pert: &mut Vec<f64>,
+    scratch: &mut Scratch,
     out: &mut Vec<usize>,
 ) -> Result<()> {
+    let Scratch { gamma, pert } = scratch;
     if !(sigma.is_finite() && sigma >= 0.0) {
         return Err(DlmError::invalid(
             "sigma",
@@ -70,8 +80,8 @@ pub fn sample(
         .into_par_iter()
         .with_min_len(64)
         .map_init(
-            || (Vec::new(), Vec::new()),
-            |(gamma, pert), s| -> Result<(Vec<usize>, f64)> {
+            Scratch::default,
+            |scratch, s| -> Result<(Vec<usize>, f64)> {
                 let mut rng = rng_for(seed, Stream::Other, &[s as u64]);
                 let mut out = Vec::new();
                 perturb_and_map(
@@ -80,11 +90,10 @@ pub fn sample(
                     theta.view(),
                     sigma,
                     &mut rng,
-                    gamma,
-                    pert,
+                    scratch,
                     &mut out,
                 )?;
-                let value = out.iter().map(|&i| pert[i]).sum();
+                let value = out.iter().map(|&i| scratch.pert[i]).sum();
                 Ok((out, value))
             },
         )

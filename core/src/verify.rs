@@ -281,8 +281,12 @@ pub fn dlm_estimator<'a>(
     }
 }
 
+/// (mean, standard error) of one estimated quantity.
+type MeanSe = (f64, f64);
+
 /// Runs the estimator in `chunks` independent chunks of `per_chunk` draws on one example and
 /// returns per-entry (mean, standard error) of `grad_theta` and of `grad_sigma`.
+#[allow(clippy::too_many_arguments)]
 fn chunked_estimate(
     estimator: &EstimatorFn<'_>,
     theta: &ArrayD<f64>,
@@ -292,7 +296,7 @@ fn chunked_estimate(
     chunks: usize,
     per_chunk: usize,
     seed: u64,
-) -> Result<(Vec<(f64, f64)>, (f64, f64))> {
+) -> Result<(Vec<MeanSe>, MeanSe)> {
     let mut shape = vec![1];
     shape.extend_from_slice(theta.shape());
     let theta_b = theta

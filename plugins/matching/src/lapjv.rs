@@ -21,6 +21,12 @@ pub struct LapWorkspace {
     cols: Vec<usize>,
     /// Free rows.
     free: Vec<usize>,
+    /// Column duals with +inf for columns already on the shortest-path tree.
+    wt: Vec<f64>,
+    /// Distances of the columns in `cols` (tree order).
+    dd: Vec<f64>,
+    /// Free columns.
+    fcols: Vec<usize>,
 }
 
 impl LapWorkspace {
@@ -48,6 +54,9 @@ impl LapWorkspace {
         sz(&mut self.pred, n, 0);
         sz(&mut self.cols, n, 0);
         sz(&mut self.free, n, 0);
+        sz(&mut self.wt, n, 0.0);
+        sz(&mut self.dd, n, 0.0);
+        self.fcols.reserve(n);
     }
 }
 
@@ -249,79 +258,99 @@ fn arr(p: &[f64], n: usize, ws: &mut LapWorkspace, mut nfree: usize) -> usize {
     nfree
 }
 
+
+/// Lanes of the manually unrolled loops (4 x f64 = one AVX register, two SSE2 registers).
+const L: usize = 4;
+
+/// One Dijkstra relaxation pass over all columns from row `i` (`row` = its profits) with
+/// offset `h`: `dt[j] = min(dt[j], wt[j] - row[j] - h)` (recording `pred[j] = i` on strict
+/// improvement) and returns `min_j dt[j]` after the update.
+/// Done columns have `wt[j] = dt[j] = +inf`, so they are never updated nor selected.
+#[inline(always)]
+fn relax(row: &[f64], wt: &[f64], dt: &mut [f64], pred: &mut [usize], i: usize, h: f64) -> f64 {
+    let n = row.len();
+    let m = n - n % L;
+    let mut mn = [f64::INFINITY; L];
+    for (((r, wv), dv), pv) in row[..m]
+        .chunks_exact(L)
+        .zip(wt[..m].chunks_exact(L))
+        .zip(dt[..m].chunks_exact_mut(L))
+        .zip(pred[..m].chunks_exact_mut(L))
+    {
+        for l in 0..L {
+            let nd = (wv[l] - r[l]) - h;
+            let better = nd < dv[l];
+            let v = if better { nd } else { dv[l] };
+            dv[l] = v;
+            pv[l] = if better { i } else { pv[l] };
+            mn[l] = if v < mn[l] { v } else { mn[l] };
+        }
+    }
+    let mut best = f64::INFINITY;
+    for j in m..n {
+        let nd = (wt[j] - row[j]) - h;
+        if nd < dt[j] {
+            dt[j] = nd;
+            pred[j] = i;
+        }
+        if dt[j] < best {
+            best = dt[j];
+        }
+    }
+    for v in mn {
+        if v < best {
+            best = v;
+        }
+    }
+    best
+}
+
 #[inline(never)]
 fn augment(p: &[f64], n: usize, ws: &mut LapWorkspace, nfree: usize) {
     let w = &mut ws.w[..n];
     let y = &mut ws.y[..n];
     let x = &mut ws.x[..n];
-    let d = &mut ws.d[..n];
+    let dt = &mut ws.d[..n];
+    let wt = &mut ws.wt[..n];
     let pred = &mut ws.pred[..n];
-    let cols = &mut ws.cols[..n];
+    let done = &mut ws.cols[..n];
+    let dd = &mut ws.dd[..n];
+    let fc = &mut ws.fcols;
+    fc.clear();
+    fc.extend((0..n).filter(|&j| y[j] == NONE));
     for f in 0..nfree {
         let freerow = ws.free[f];
-        let row = &p[freerow * n..(freerow + 1) * n];
-        for j in 0..n {
-            d[j] = w[j] - row[j];
-            pred[j] = freerow;
-            cols[j] = j;
-        }
-        let mut low = 0;
-        let mut up = 0;
-        let mut last = 0;
-        let mut min = 0.0;
+        wt.copy_from_slice(w);
+        dt.fill(f64::INFINITY);
+        let mut mn = relax(&p[freerow * n..(freerow + 1) * n], wt, dt, pred, freerow, 0.0);
+        let mut ndone = 0;
         let endofpath;
-        'search: loop {
-            if up == low {
-                last = low;
-                min = d[cols[up]];
-                up += 1;
-                for k in up..n {
-                    let j = cols[k];
-                    let h = d[j];
-                    if h <= min {
-                        if h < min {
-                            up = low;
-                            min = h;
-                        }
-                        cols[k] = cols[up];
-                        cols[up] = j;
-                        up += 1;
-                    }
-                }
-                for &j in &cols[low..up] {
-                    if y[j] == NONE {
-                        endofpath = j;
-                        break 'search;
-                    }
+        loop {
+            // Select a column at minimum distance, preferring a free one.
+            let mut j = dt.iter().position(|&v| v == mn).unwrap_or(0);
+            if y[j] != NONE {
+                if let Some(&jf) = fc.iter().find(|&&jf| dt[jf] == mn) {
+                    j = jf;
                 }
             }
-            let j1 = cols[low];
-            low += 1;
-            let i = y[j1];
-            let row = &p[i * n..(i + 1) * n];
-            let h = w[j1] - row[j1] - min;
-            let mut k = up;
-            while k < n {
-                let j = cols[k];
-                let v2 = w[j] - row[j] - h;
-                if v2 < d[j] {
-                    pred[j] = i;
-                    d[j] = v2;
-                    if v2 == min {
-                        if y[j] == NONE {
-                            endofpath = j;
-                            break 'search;
-                        }
-                        cols[k] = cols[up];
-                        cols[up] = j;
-                        up += 1;
-                    }
-                }
-                k += 1;
+            let i = y[j];
+            if i == NONE {
+                endofpath = j;
+                break;
             }
+            done[ndone] = j;
+            dd[ndone] = mn;
+            ndone += 1;
+            let h = (w[j] - p[i * n + j]) - mn;
+            wt[j] = f64::INFINITY;
+            dt[j] = f64::INFINITY;
+            mn = relax(&p[i * n..(i + 1) * n], wt, dt, pred, i, h);
         }
-        for &j in &cols[..last] {
-            w[j] -= d[j] - min;
+        for k in 0..ndone {
+            w[done[k]] += mn - dd[k];
+        }
+        if let Some(pos) = fc.iter().position(|&jf| jf == endofpath) {
+            fc.swap_remove(pos);
         }
         let mut j = endofpath;
         loop {

@@ -268,7 +268,7 @@ impl CorrGaussian {
         } else {
             rho > -1.0 && rho < 1.0
         };
-        if !ok || !(std > 0.0 && std.is_finite()) {
+        if !(ok && std > 0.0 && std.is_finite()) {
             return Err(DlmError::invalid(
                 "corr-gaussian",
                 format!(

@@ -91,7 +91,7 @@ impl StructuredArgmax for TopK {
 #[derive(Debug, Clone, Default)]
 pub struct LabelMismatch;
 
-fn weights<'a>(target: &'a Target, m: usize) -> Result<&'a [f64]> {
+fn weights(target: &Target, m: usize) -> Result<&[f64]> {
     if target.weights.len() != m {
         return Err(DlmError::invalid(
             "label-mismatch target",
