@@ -27,6 +27,8 @@ pub struct LapWorkspace {
     dd: Vec<f64>,
     /// Free columns.
     fcols: Vec<usize>,
+    /// Offsets `h` of the rows scanned in the current search.
+    hs: Vec<f64>,
 }
 
 impl LapWorkspace {
@@ -56,6 +58,7 @@ impl LapWorkspace {
         sz(&mut self.free, n, 0);
         sz(&mut self.wt, n, 0.0);
         sz(&mut self.dd, n, 0.0);
+        sz(&mut self.hs, n + 1, 0.0);
         self.fcols.reserve(n);
     }
 }
@@ -197,53 +200,81 @@ fn init_warm(p: &[f64], n: usize, ws: &mut LapWorkspace) -> usize {
     nfree
 }
 
-/// Two passes of augmenting row reduction.
+/// Smallest and second smallest of `w[j] - row[j]` (values only).
+#[inline(always)]
+fn two_min(row: &[f64], w: &[f64]) -> (f64, f64) {
+    let n = row.len();
+    let m = n - n % L;
+    let mut a = [f64::INFINITY; L];
+    let mut b = [f64::INFINITY; L];
+    for (r, wv) in row[..m].chunks_exact(L).zip(w[..m].chunks_exact(L)) {
+        for l in 0..L {
+            let h = wv[l] - r[l];
+            let hi = if h < a[l] { a[l] } else { h };
+            b[l] = if hi < b[l] { hi } else { b[l] };
+            a[l] = if h < a[l] { h } else { a[l] };
+        }
+    }
+    let (mut u1, mut u2) = (f64::INFINITY, f64::INFINITY);
+    let mut push = |h: f64| {
+        if h < u2 {
+            if h < u1 {
+                u2 = u1;
+                u1 = h;
+            } else {
+                u2 = h;
+            }
+        }
+    };
+    for l in 0..L {
+        push(a[l]);
+        push(b[l]);
+    }
+    for j in m..n {
+        push(w[j] - row[j]);
+    }
+    (u1, u2)
+}
+
+/// Augmenting row reduction passes. Returns the number of rows still free.
 #[inline(never)]
 fn arr(p: &[f64], n: usize, ws: &mut LapWorkspace, mut nfree: usize) -> usize {
     let w = &mut ws.w[..n];
     let y = &mut ws.y[..n];
     let x = &mut ws.x[..n];
     let free = &mut ws.free[..n];
-    for _ in 0..2 {
+    let passes = ARR_PASSES.load(std::sync::atomic::Ordering::Relaxed);
+    let budget_mult = ARR_BUDGET.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..passes {
         let mut k = 0;
         let prev = nfree;
         nfree = 0;
-        let mut budget = n * n;
+        let mut budget = budget_mult * prev / 4;
         while k < prev {
             let i = free[k];
             k += 1;
             let row = &p[i * n..(i + 1) * n];
-            let mut u1 = w[0] - row[0];
-            let mut j1 = 0;
-            let mut u2 = f64::INFINITY;
-            let mut j2 = NONE;
-            for j in 1..n {
-                let h = w[j] - row[j];
-                if h < u2 {
-                    if h >= u1 {
-                        u2 = h;
-                        j2 = j;
-                    } else {
-                        u2 = u1;
-                        u1 = h;
-                        j2 = j1;
-                        j1 = j;
-                    }
-                }
+            if budget == 0 {
+                free[nfree] = i;
+                nfree += 1;
+                continue;
             }
+            budget -= 1;
+            let (u1, u2) = two_min(row, w);
+            let mut j1 = row.iter().zip(w.iter()).position(|(&r, &wv)| wv - r == u1).unwrap_or(0);
             let mut i0 = y[j1];
             let wnew = w[j1] + (u2 - u1);
-            let lowers = wnew > w[j1] && budget > 0;
+            let lowers = wnew > w[j1];
             if lowers {
                 w[j1] = wnew;
-                budget -= 1;
             } else if i0 != NONE {
+                let j2 = (0..n).find(|&j| j != j1 && w[j] - row[j] == u2).unwrap_or(j1);
                 j1 = j2;
                 i0 = y[j2];
             }
             x[i] = j1;
             y[j1] = i;
-            if i0 != NONE {
+            if i0 != NONE && i0 != i {
                 x[i0] = NONE;
                 if lowers {
                     k -= 1;
@@ -258,31 +289,32 @@ fn arr(p: &[f64], n: usize, ws: &mut LapWorkspace, mut nfree: usize) -> usize {
     nfree
 }
 
+/// Tuning knobs (temporary).
+pub static ARR_PASSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
+/// Tuning knobs (temporary): budget per pass = mult * nfree / 4.
+pub static ARR_BUDGET: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1000000);
 
 /// Lanes of the manually unrolled loops (4 x f64 = one AVX register, two SSE2 registers).
 const L: usize = 4;
 
-/// One Dijkstra relaxation pass over all columns from row `i` (`row` = its profits) with
-/// offset `h`: `dt[j] = min(dt[j], wt[j] - row[j] - h)` (recording `pred[j] = i` on strict
-/// improvement) and returns `min_j dt[j]` after the update.
-/// Done columns have `wt[j] = dt[j] = +inf`, so they are never updated nor selected.
+/// One Dijkstra relaxation pass over all columns from a row (`row` = its profits) with
+/// offset `h`: `dt[j] = min(dt[j], wt[j] - row[j] - h)`; returns `min_j dt[j]` after the
+/// update. Done columns have `wt[j] = dt[j] = +inf`, so they are never updated nor selected.
+/// Predecessors are not recorded here (see `path_pred`), which keeps the loop branch-free.
 #[inline(always)]
-fn relax(row: &[f64], wt: &[f64], dt: &mut [f64], pred: &mut [usize], i: usize, h: f64) -> f64 {
+fn relax(row: &[f64], wt: &[f64], dt: &mut [f64], h: f64) -> f64 {
     let n = row.len();
     let m = n - n % L;
     let mut mn = [f64::INFINITY; L];
-    for (((r, wv), dv), pv) in row[..m]
+    for ((r, wv), dv) in row[..m]
         .chunks_exact(L)
         .zip(wt[..m].chunks_exact(L))
         .zip(dt[..m].chunks_exact_mut(L))
-        .zip(pred[..m].chunks_exact_mut(L))
     {
         for l in 0..L {
             let nd = (wv[l] - r[l]) - h;
-            let better = nd < dv[l];
-            let v = if better { nd } else { dv[l] };
+            let v = if nd < dv[l] { nd } else { dv[l] };
             dv[l] = v;
-            pv[l] = if better { i } else { pv[l] };
             mn[l] = if v < mn[l] { v } else { mn[l] };
         }
     }
@@ -291,7 +323,6 @@ fn relax(row: &[f64], wt: &[f64], dt: &mut [f64], pred: &mut [usize], i: usize, 
         let nd = (wt[j] - row[j]) - h;
         if nd < dt[j] {
             dt[j] = nd;
-            pred[j] = i;
         }
         if dt[j] < best {
             best = dt[j];
@@ -305,6 +336,20 @@ fn relax(row: &[f64], wt: &[f64], dt: &mut [f64], pred: &mut [usize], i: usize, 
     best
 }
 
+/// Row that set the final distance `dj` of column `j`: the first scanned row (in scan
+/// order) whose relaxation value equals `dj` (updates are strict, so it is the setter;
+/// the value is recomputed with the identical expression, hence bit-identical).
+#[inline(always)]
+fn path_pred(p: &[f64], n: usize, w: &[f64], rows: &[usize], hs: &[f64], j: usize, dj: f64) -> usize {
+    for (&i, &h) in rows.iter().zip(hs) {
+        if (w[j] - p[i * n + j]) - h == dj {
+            return i;
+        }
+    }
+    // Unreachable: dj was produced by one of the scanned rows.
+    rows[0]
+}
+
 #[inline(never)]
 fn augment(p: &[f64], n: usize, ws: &mut LapWorkspace, nfree: usize) {
     let w = &mut ws.w[..n];
@@ -312,9 +357,10 @@ fn augment(p: &[f64], n: usize, ws: &mut LapWorkspace, nfree: usize) {
     let x = &mut ws.x[..n];
     let dt = &mut ws.d[..n];
     let wt = &mut ws.wt[..n];
-    let pred = &mut ws.pred[..n];
+    let rows = &mut ws.pred[..n];
     let done = &mut ws.cols[..n];
     let dd = &mut ws.dd[..n];
+    let hs = &mut ws.hs[..n];
     let fc = &mut ws.fcols;
     fc.clear();
     fc.extend((0..n).filter(|&j| y[j] == NONE));
@@ -322,7 +368,9 @@ fn augment(p: &[f64], n: usize, ws: &mut LapWorkspace, nfree: usize) {
         let freerow = ws.free[f];
         wt.copy_from_slice(w);
         dt.fill(f64::INFINITY);
-        let mut mn = relax(&p[freerow * n..(freerow + 1) * n], wt, dt, pred, freerow, 0.0);
+        let mut mn = relax(&p[freerow * n..(freerow + 1) * n], wt, dt, 0.0);
+        rows[0] = freerow;
+        hs[0] = 0.0;
         let mut ndone = 0;
         let endofpath;
         loop {
@@ -342,19 +390,17 @@ fn augment(p: &[f64], n: usize, ws: &mut LapWorkspace, nfree: usize) {
             dd[ndone] = mn;
             ndone += 1;
             let h = (w[j] - p[i * n + j]) - mn;
+            rows[ndone] = i;
+            hs[ndone] = h;
             wt[j] = f64::INFINITY;
             dt[j] = f64::INFINITY;
-            mn = relax(&p[i * n..(i + 1) * n], wt, dt, pred, i, h);
+            mn = relax(&p[i * n..(i + 1) * n], wt, dt, h);
         }
-        for k in 0..ndone {
-            w[done[k]] += mn - dd[k];
-        }
-        if let Some(pos) = fc.iter().position(|&jf| jf == endofpath) {
-            fc.swap_remove(pos);
-        }
+        // Reconstruct and flip the alternating path (before touching w).
         let mut j = endofpath;
+        let mut dj = mn;
         loop {
-            let i = pred[j];
+            let i = path_pred(p, n, w, &rows[..=ndone], &hs[..=ndone], j, dj);
             y[j] = i;
             let next = x[i];
             x[i] = j;
@@ -362,6 +408,13 @@ fn augment(p: &[f64], n: usize, ws: &mut LapWorkspace, nfree: usize) {
                 break;
             }
             j = next;
+            dj = dd[done[..ndone].iter().position(|&c| c == j).unwrap_or(0)];
+        }
+        for k in 0..ndone {
+            w[done[k]] += mn - dd[k];
+        }
+        if let Some(pos) = fc.iter().position(|&jf| jf == endofpath) {
+            fc.swap_remove(pos);
         }
     }
 }
