@@ -15,6 +15,7 @@
 //! `d E[l] / d theta`.
 
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod loss;

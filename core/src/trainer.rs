@@ -52,6 +52,10 @@ pub struct FitOptions {
     pub patience: u64,
     /// An improvement must lower the best loss by more than this.
     pub min_delta: f64,
+    /// Early stopping watches the mean loss of the last `window` epochs (1 = the raw loss).
+    /// With a fresh batch every epoch the raw loss is noisy; a window of 10 compares 100
+    /// sequences at batch 10.
+    pub window: usize,
 }
 
 /// The outcome of [`fit`].
@@ -59,7 +63,7 @@ pub struct FitOptions {
 pub struct FitReport {
     /// Epochs actually run.
     pub epochs_run: u64,
-    /// Best monitored loss and the epoch it was reached.
+    /// Best monitored (window-averaged) loss.
     pub best_loss: f64,
     /// The epoch of the best loss.
     pub best_epoch: u64,
@@ -85,6 +89,8 @@ pub fn fit(
     let mut best_epoch = 0;
     let mut history = Vec::with_capacity(options.max_epochs.min(100_000) as usize);
     let mut stopped_early = false;
+    let window = options.window.max(1);
+    let mut recent = std::collections::VecDeque::with_capacity(window);
     for epoch in 0..options.max_epochs {
         let rec = task.train_epoch(epoch)?;
         if !rec.loss.is_finite() {
@@ -93,9 +99,14 @@ pub fn fit(
                 message: format!("{}; lower the learning rates or |epsilon|", rec.loss),
             });
         }
-        let improved = rec.loss < best - options.min_delta;
+        if recent.len() == window {
+            recent.pop_front();
+        }
+        recent.push_back(rec.loss);
+        let watched = recent.iter().sum::<f64>() / recent.len() as f64;
+        let improved = watched < best - options.min_delta;
         if improved {
-            best = rec.loss;
+            best = watched;
             best_epoch = epoch;
         }
         observer.on_epoch(&rec, improved);
