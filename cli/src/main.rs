@@ -4,6 +4,7 @@
 
 mod bench;
 mod common;
+mod knn;
 mod plot;
 mod solve;
 mod train;

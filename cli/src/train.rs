@@ -20,6 +20,8 @@ use std::time::Instant;
 pub enum TaskKind {
     /// Learning to sort: d numbers, a d x d matching (seed experiment 1).
     Sort,
+    /// k-NN image classification with a learned embedding (seed experiment 2).
+    Knn,
 }
 
 /// Options of `dlm train`.
@@ -27,81 +29,102 @@ pub enum TaskKind {
 pub struct TrainArgs {
     /// The experiment.
     #[arg(long, value_enum, default_value_t = TaskKind::Sort)]
-    task: TaskKind,
+    pub(crate) task: TaskKind,
     /// Sequence length d (sort).
     #[arg(long, default_value_t = 10)]
-    n: usize,
+    pub(crate) n: usize,
     /// Sequences per batch.
     #[arg(long, default_value_t = 10)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Training sequences: 0 draws a fresh batch every epoch (one step per epoch, the
     /// default); N fixes a training set of N sequences, one pass per epoch.
     #[arg(long, default_value_t = 0)]
-    train_size: usize,
+    pub(crate) train_size: usize,
     /// Noise draws per example.
     #[arg(long, default_value_t = 5)]
-    draws: usize,
-    /// Initial eps of the loss-augmented argmax (negative: towards the ground truth).
-    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true)]
-    epsilon: f64,
+    pub(crate) draws: usize,
+    /// Initial eps of the loss-augmented argmax (negative: towards the ground truth)
+    /// [default: sort -12, knn -0.1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) epsilon: Option<f64>,
     /// Largest |eps| the zero-direction escape (|eps| *= 1.1) may reach.
     #[arg(long, default_value_t = 1e3)]
-    max_epsilon: f64,
-    /// Maximum epochs.
-    #[arg(long, default_value_t = 2000)]
-    epochs: u64,
-    /// Stop after this many epochs without improvement of the training loss (0: never).
-    #[arg(long, default_value_t = 50)]
-    patience: u64,
+    pub(crate) max_epsilon: f64,
+    /// Maximum epochs [default: sort 2000, knn 30].
+    #[arg(long)]
+    pub(crate) epochs: Option<u64>,
+    /// Stop after this many epochs without improvement of the training loss (0: never)
+    /// [default: sort 50, knn 0].
+    #[arg(long)]
+    pub(crate) patience: Option<u64>,
     /// Early stopping watches the mean training loss of this many recent epochs.
     #[arg(long, default_value_t = 10)]
-    smooth: usize,
-    /// Learning rate of mu (Adam).
-    #[arg(long, default_value_t = 0.1)]
-    mu_lr: f64,
-    /// Learning rate of sigma (SGD).
-    #[arg(long, default_value_t = 1e-6)]
-    sigma_lr: f64,
-    /// Noise model (any registered one, with options), e.g. gumbel, gumbel:variance=3, gaussian:std=2.
-    #[arg(long, default_value = "gumbel:variance=3")]
-    noise: String,
+    pub(crate) smooth: usize,
+    /// Learning rate of mu (Adam) [default: sort 0.1, knn 1e-3].
+    #[arg(long)]
+    pub(crate) mu_lr: Option<f64>,
+    /// Learning rate of sigma (SGD) [default: sort 1e-6, knn 1e-5].
+    #[arg(long)]
+    pub(crate) sigma_lr: Option<f64>,
+    /// Noise model (any registered one, with options), e.g. gumbel, gumbel:variance=3,
+    /// gaussian:std=2 [default: sort gumbel:variance=3 (the official code), knn gumbel].
+    #[arg(long)]
+    pub(crate) noise: Option<String>,
     /// Noise scale: learned (a network), fixed:VALUE, or none (no noise).
     #[arg(long, default_value = "learned")]
-    sigma: SigmaMode,
+    pub(crate) sigma: SigmaMode,
     /// Structure (default for sort: matching).
     #[arg(long)]
-    structure: Option<String>,
+    pub(crate) structure: Option<String>,
     /// Task loss (default for sort: hamming, which sorts d = 50 and 100 without error where the
     /// official +-x^2 loss, `sort`, leaves small numbers misplaced; see docs/results.md).
     #[arg(long)]
-    loss: Option<String>,
+    pub(crate) loss: Option<String>,
     /// The mu scorer (default for sort: mlp:sizes=1-32-N with Adam at --mu-lr).
     #[arg(long)]
-    mu: Option<String>,
+    pub(crate) mu: Option<String>,
     /// The sigma scorer (default for sort: mlp:sizes=N-1,out=softplus with SGD at --sigma-lr).
     #[arg(long = "sigma-net")]
-    sigma_net: Option<String>,
-    /// Test sequences.
+    pub(crate) sigma_net: Option<String>,
+    /// Test sequences (sort).
     #[arg(long, default_value_t = 1000)]
-    test_size: usize,
-    /// Range LO,HI of the uniform test numbers.
+    pub(crate) test_size: usize,
+    /// Range LO,HI of the uniform test numbers (sort).
     #[arg(long, default_value = "0,1", allow_hyphen_values = true)]
-    test_range: String,
+    pub(crate) test_range: String,
+    /// Data set (knn): digits (embedded), mnist, fashion-mnist, cifar10.
+    #[arg(long, default_value = "digits")]
+    pub(crate) data: String,
+    /// Where fetched data sets live (scripts/fetch-data.sh) [default: $DLM_DATA_DIR or .data].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Neighbours chosen during training (knn).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) k: usize,
+    /// Queries per step (knn).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) queries: usize,
+    /// Candidates per step (knn) [default: 800, 600 for cifar10, at most what the data allows].
+    #[arg(long)]
+    pub(crate) candidates: Option<usize>,
+    /// Values of k for the k-NN test accuracy (knn).
+    #[arg(long, default_value = "1,3,5,9")]
+    pub(crate) eval_k: String,
     /// Seed of every random draw (data, initialisation, noise).
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Write the trained model here (atomically).
     #[arg(long, value_name = "PATH")]
-    save: Option<PathBuf>,
+    pub(crate) save: Option<PathBuf>,
     /// Write an SVG plot of training loss, sigma and eps per epoch.
     #[arg(long, value_name = "PATH")]
-    plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// No progress output.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// Options of `dlm eval`.
@@ -124,7 +147,7 @@ pub struct EvalArgs {
     json: bool,
 }
 
-fn parse_range(s: &str) -> Result<(f64, f64)> {
+pub(crate) fn parse_range(s: &str) -> Result<(f64, f64)> {
     let v: Vec<f64> = crate::common::parse_list(s, "--test-range")?;
     match v.as_slice() {
         [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok((*lo, *hi)),
@@ -159,14 +182,14 @@ fn build_sort(reg: &Registry, specs: &SortSpecs, settings: SortSettings) -> Resu
     SortTask::new(settings, structure, noise, loss, mu, sigma)
 }
 
-struct Progress {
-    bar: ProgressBar,
+pub(crate) struct Progress {
+    pub(crate) bar: ProgressBar,
     plain: bool,
     last: Instant,
 }
 
 impl Progress {
-    fn new(total: u64, quiet: bool) -> Self {
+    pub(crate) fn new(total: u64, quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = if quiet || !tty {
             ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
@@ -189,7 +212,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, r: &EpochRecord) {
+    pub(crate) fn update(&mut self, r: &EpochRecord) {
         let msg = format!(
             "loss {:.4} perturbed {:.4} sigma {:.4} eps {:.3} zero-dir {:.2}",
             r.loss, r.perturbed_loss, r.sigma, r.epsilon, r.zero_rate
@@ -221,35 +244,37 @@ fn print_metrics(m: &SortMetrics, range: (f64, f64)) {
 }
 
 pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+    for (name, v) in [("--mu-lr", a.mu_lr), ("--sigma-lr", a.sigma_lr)] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(DlmError::invalid(name, format!("{v}: must be finite and >= 0")));
+            }
+        }
+    }
     match a.task {
         TaskKind::Sort => train_sort(reg, a),
+        TaskKind::Knn => crate::knn::train_knn(reg, a),
     }
 }
 
 fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let range = parse_range(&a.test_range)?;
-    for (name, v) in [("--mu-lr", a.mu_lr), ("--sigma-lr", a.sigma_lr)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(DlmError::invalid(
-                name,
-                format!("{v}: must be finite and >= 0"),
-            ));
-        }
-    }
     let n = a.n;
+    let (mu_lr, sigma_lr) = (a.mu_lr.unwrap_or(0.1), a.sigma_lr.unwrap_or(1e-6));
+    let (epochs, patience) = (a.epochs.unwrap_or(2000), a.patience.unwrap_or(50));
+    let noise = a.noise.clone().unwrap_or_else(|| "gumbel:variance=3".into());
     let specs = SortSpecs {
         n,
         structure: a.structure.clone().unwrap_or_else(|| "matching".into()),
-        noise: a.noise.clone(),
+        noise: noise.clone(),
         loss: a.loss.clone().unwrap_or_else(|| "hamming".into()),
         mu: a.mu.clone().unwrap_or_else(|| {
-            format!("mlp:sizes=1-32-{n},opt=adam,lr={},seed={}", a.mu_lr, a.seed)
+            format!("mlp:sizes=1-32-{n},opt=adam,lr={mu_lr},seed={}", a.seed)
         }),
         sigma_mode: a.sigma,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
             format!(
-                "mlp:sizes={n}-1,out=softplus,opt=sgd,lr={},seed={}",
-                a.sigma_lr,
+                "mlp:sizes={n}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
                 a.seed.wrapping_add(1)
             )
         }),
@@ -259,7 +284,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         batch: a.batch,
         train_size: a.train_size,
         estimator: DlmEstimator {
-            epsilon: a.epsilon,
+            epsilon: a.epsilon.unwrap_or(-12.0),
             draws: a.draws,
             escape_factor: 1.1,
             max_abs_epsilon: a.max_epsilon,
@@ -273,12 +298,12 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     if let Some(p) = &a.plot {
         check_writable(p)?;
     }
-    let mut progress = Progress::new(a.epochs, a.quiet);
+    let mut progress = Progress::new(epochs, a.quiet);
     let report: FitReport = fit(
         &mut task,
         &FitOptions {
-            max_epochs: a.epochs,
-            patience: a.patience,
+            max_epochs: epochs,
+            patience,
             min_delta: 0.0,
             window: a.smooth,
         },
@@ -313,7 +338,8 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "n": n,
             "batch": a.batch,
             "draws": a.draws,
-            "noise": a.noise,
+            "noise": noise,
+            "loss": specs.loss,
             "sigma_mode": a.sigma.to_string(),
             "seed": a.seed,
             "epochs_run": report.epochs_run,
@@ -332,7 +358,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_writable(p: &Path) -> Result<()> {
+pub(crate) fn check_writable(p: &Path) -> Result<()> {
     let dir = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -381,6 +407,9 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
     let m = ModelFile::read(&a.load)?;
     let p = &a.load;
     let task_name = m.get("task", p)?;
+    if task_name == "knn" {
+        return crate::knn::eval_knn(reg, &m, p, a.json);
+    }
     if task_name != "sort" {
         return Err(DlmError::format(
             "model file",

@@ -1,6 +1,7 @@
 //! Experiments built on the engine: each task generates or loads data, maps it to potentials
 //! with its scorers, and trains with the [DLM estimator](crate::estimator).
 
+pub mod knn;
 pub mod sort;
 
 use crate::error::{DlmError, Result};

@@ -11,7 +11,8 @@
 //!
 //! Options: `sizes=IN-H1-...-OUT` (required), `hidden=relu|tanh|softplus|identity` (relu),
 //! `out=identity|softplus|relu|tanh` (identity), `opt=adam|sgd` (adam), `lr=` (1e-3),
-//! `momentum=` (0, SGD only), `seed=` (0, initialisation).
+//! `momentum=` (0, SGD only), `seed=` (0, initialisation), `init=default|identity`
+//! (`identity`: start as the identity map, see [`init_identity`]), `init_noise=` (0.01).
 
 pub mod net;
 
@@ -20,6 +21,33 @@ use dlm_core::{Config, DlmError, Result, Scorer};
 use ndarray::{ArrayD, ArrayViewD};
 use net::{Activation, Mlp, Optimizer};
 use std::io::{Read, Write};
+
+/// Re-initialises every layer to a rectangular identity (`W[i][i] = 1`, zero bias) plus
+/// uniform noise of half-width `noise` (which keeps extra hidden units alive). With ReLU hidden
+/// layers and non-negative inputs (pixels) the network then starts as the identity map, so a
+/// k-NN embedding starts from pixel k-NN and DLM training refines the metric from there.
+pub fn init_identity(net: &mut Mlp, noise: f64, seed: u64) -> Result<()> {
+    let sizes = net.sizes().to_vec();
+    let mut state = seed ^ 0x1D_E17;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut p = Vec::with_capacity(net.num_params());
+    for w in sizes.windows(2) {
+        let (fan_in, fan_out) = (w[0], w[1]);
+        for i in 0..fan_in {
+            for j in 0..fan_out {
+                p.push(if i == j { 1.0 } else { 0.0 } + noise * uniform());
+            }
+        }
+        p.extend(std::iter::repeat_n(0.0, fan_out));
+    }
+    net.set_params(&p).map_err(err)
+}
 
 /// The `mlp` scorer.
 #[derive(Debug, Clone)]
@@ -79,9 +107,11 @@ impl MlpScorer {
             },
         };
         let seed = c.u64("seed", 0)?;
-        Ok(MlpScorer::new(
-            Mlp::new(&sizes, hidden, output, opt, seed).map_err(err)?,
-        ))
+        let mut net = Mlp::new(&sizes, hidden, output, opt, seed).map_err(err)?;
+        if c.choice("init", "default", &["default", "identity"])? == "identity" {
+            init_identity(&mut net, c.f64("init_noise", 0.01)?, seed)?;
+        }
+        Ok(MlpScorer::new(net))
     }
 }
 
@@ -167,7 +197,7 @@ impl Scorer for MlpScorer {
 pub fn register(r: &mut Registrar<'_>) -> Result<()> {
     r.scorer(
         "mlp",
-        "native MLP on the last axis; options sizes=IN-H-..-OUT, hidden=relu, out=identity|softplus, opt=adam|sgd, lr, momentum, seed",
+        "native MLP on the last axis; options sizes=IN-H-..-OUT, hidden=relu, out=identity|softplus, opt=adam|sgd, lr, momentum, seed, init=default|identity",
         MlpScorer::from_config,
     )
 }

@@ -1,0 +1,232 @@
+//! `dlm train --task knn` and evaluation of saved k-NN models.
+
+use crate::common::{num, parse_list, print_json};
+use crate::plot;
+use crate::train::{check_writable, Progress, TrainArgs};
+use dlm_core::data;
+use dlm_core::model_file::ModelFile;
+use dlm_core::tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
+use dlm_core::tasks::{SigmaMode, SigmaModel};
+use dlm_core::trainer::{fit, EpochRecord, FitOptions};
+use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+struct KnnSpecs {
+    data: String,
+    k: usize,
+    noise: String,
+    mu: String,
+    sigma_mode: SigmaMode,
+    sigma_net: String,
+}
+
+fn build(reg: &Registry, specs: &KnnSpecs, settings: KnnSettings, data_dir: &Path) -> Result<KnnTask> {
+    let split = data::load(&specs.data, data_dir)?;
+    let structure = reg.structure(&Spec::named("topk").with("k", specs.k))?;
+    let noise = reg.noise(&specs.noise.parse()?)?;
+    let loss = reg.loss(&Spec::named("label-mismatch"))?;
+    let mu = reg.scorer(&specs.mu.parse()?)?;
+    let sigma = match specs.sigma_mode {
+        SigmaMode::Learned => SigmaModel::Learned(reg.scorer(&specs.sigma_net.parse()?)?),
+        SigmaMode::Fixed(v) => SigmaModel::Fixed(v),
+        SigmaMode::None => SigmaModel::None,
+    };
+    KnnTask::new(settings, split, structure, noise, loss, mu, sigma)
+}
+
+fn accuracy_json(m: &KnnMetrics) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    for (k, a) in &m.accuracy {
+        o.insert(k.to_string(), num(*a));
+    }
+    serde_json::Value::Object(o)
+}
+
+fn print_accuracy(what: &str, m: &KnnMetrics) {
+    let parts: Vec<String> = m
+        .accuracy
+        .iter()
+        .map(|(k, a)| format!("k={k}: {:.2}%", 100.0 * a))
+        .collect();
+    eprintln!("{what} ({} test images): {}", m.n_test, parts.join(", "));
+}
+
+pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+    let ks: Vec<usize> = parse_list(&a.eval_k, "--eval-k")?;
+    if ks.is_empty() || ks.contains(&0) {
+        return Err(DlmError::invalid("--eval-k", "give positive values of k, e.g. 1,3,5,9"));
+    }
+    let data_dir = a.data_dir.clone().unwrap_or_else(data::default_data_dir);
+    let probe = data::load(&a.data, &data_dir)?;
+    let d = probe.train.dim();
+    let n_train = probe.train.len();
+    drop(probe);
+    let mu_lr = a.mu_lr.unwrap_or(1e-3);
+    let sigma_lr = a.sigma_lr.unwrap_or(1e-5);
+    let default_cand = if a.data == "cifar10" { 600 } else { 800 };
+    let candidates = a
+        .candidates
+        .unwrap_or(default_cand)
+        .min(n_train.saturating_sub(a.queries));
+    let specs = KnnSpecs {
+        data: a.data.clone(),
+        k: a.k,
+        noise: a.noise.clone().unwrap_or_else(|| "gumbel".into()),
+        mu: a.mu.clone().unwrap_or_else(|| {
+            format!("mlp:sizes={d}-256-64,opt=adam,lr={mu_lr},seed={}", a.seed)
+        }),
+        sigma_mode: a.sigma,
+        sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
+            format!(
+                "mlp:sizes={d}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
+                a.seed.wrapping_add(1)
+            )
+        }),
+    };
+    let settings = KnnSettings {
+        k: a.k,
+        queries: a.queries,
+        candidates,
+        estimator: DlmEstimator {
+            epsilon: a.epsilon.unwrap_or(-0.1),
+            draws: a.draws,
+            escape_factor: 1.1,
+            max_abs_epsilon: a.max_epsilon.min(0.9999),
+        },
+        seed: a.seed,
+    };
+    let mut task = build(reg, &specs, settings, &data_dir)?;
+    for p in [&a.save, &a.plot].into_iter().flatten() {
+        check_writable(p)?;
+    }
+    let epochs = a.epochs.unwrap_or(30);
+    let mut progress = Progress::new(epochs, a.quiet);
+    let report = fit(
+        &mut task,
+        &FitOptions {
+            max_epochs: epochs,
+            patience: a.patience.unwrap_or(0),
+            min_delta: 0.0,
+            window: a.smooth,
+        },
+        &mut |r: &EpochRecord, _: bool| progress.update(r),
+    )?;
+    progress.bar.finish_and_clear();
+    let metrics = task.evaluate(&ks)?;
+    let pixels = task.pixel_baseline(&ks)?;
+    if !a.quiet {
+        eprintln!(
+            "trained {} epochs in {:.1} s on {} ({} train / {} test images)",
+            report.epochs_run,
+            report.seconds,
+            a.data,
+            task.data().train.len(),
+            task.data().test.len()
+        );
+        print_accuracy("DLM embedding k-NN", &metrics);
+        print_accuracy("pixel k-NN", &pixels);
+    }
+    if let Some(p) = &a.save {
+        let mut m = ModelFile::default();
+        let h = &mut m.header;
+        h.insert("task".into(), "knn".into());
+        h.insert("data".into(), specs.data.clone());
+        h.insert("k".into(), specs.k.to_string());
+        h.insert("noise".into(), specs.noise.clone());
+        h.insert("mu".into(), specs.mu.clone());
+        h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
+        h.insert("sigma_net".into(), specs.sigma_net.clone());
+        h.insert("queries".into(), a.queries.to_string());
+        h.insert("candidates".into(), candidates.to_string());
+        h.insert("draws".into(), a.draws.to_string());
+        h.insert("epsilon".into(), task.epsilon().to_string());
+        h.insert("seed".into(), a.seed.to_string());
+        h.insert("eval_k".into(), a.eval_k.clone());
+        let mut mu = Vec::new();
+        task.mu().save(&mut mu)?;
+        m.sections.push(("mu".into(), mu));
+        if let SigmaModel::Learned(s) = task.sigma_model() {
+            let mut b = Vec::new();
+            s.save(&mut b)?;
+            m.sections.push(("sigma".into(), b));
+        }
+        m.write(p)?;
+    }
+    if let Some(p) = &a.plot {
+        plot::training_svg(p, &report.history)?;
+    }
+    if a.json {
+        let last = report.history.last().cloned();
+        print_json(&json!({
+            "task": "knn",
+            "data": a.data,
+            "k": a.k,
+            "queries": a.queries,
+            "candidates": candidates,
+            "draws": a.draws,
+            "noise": specs.noise,
+            "mu": specs.mu,
+            "sigma_mode": a.sigma.to_string(),
+            "seed": a.seed,
+            "epochs_run": report.epochs_run,
+            "train_seconds": num(report.seconds),
+            "seconds_per_epoch": num(report.seconds / report.epochs_run as f64),
+            "sigma_final": num(last.as_ref().map_or(f64::NAN, |r| r.sigma)),
+            "epsilon_final": num(task.epsilon()),
+            "train_loss_final": num(last.as_ref().map_or(f64::NAN, |r| r.loss)),
+            "test": {
+                "n_test": metrics.n_test,
+                "accuracy": accuracy_json(&metrics),
+                "pixel_knn_accuracy": accuracy_json(&pixels),
+            },
+        }));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval_knn(reg: &Registry, m: &ModelFile, p: &Path, json_out: bool) -> Result<ExitCode> {
+    let parse = |k: &str| -> Result<usize> {
+        m.get(k, p)?
+            .parse()
+            .map_err(|_| DlmError::format("model file", p, format!("'{k}' is not a number")))
+    };
+    let specs = KnnSpecs {
+        data: m.get("data", p)?.into(),
+        k: parse("k")?,
+        noise: m.get("noise", p)?.into(),
+        mu: m.get("mu", p)?.into(),
+        sigma_mode: m.get("sigma_mode", p)?.parse()?,
+        sigma_net: m.get("sigma_net", p)?.into(),
+    };
+    let ks: Vec<usize> = parse_list(m.get("eval_k", p)?, "eval_k")?;
+    let settings = KnnSettings {
+        k: specs.k,
+        queries: parse("queries")?,
+        candidates: parse("candidates")?,
+        estimator: DlmEstimator {
+            epsilon: m.get("epsilon", p)?.parse().unwrap_or(-0.1),
+            draws: parse("draws")?,
+            ..DlmEstimator::default()
+        },
+        seed: parse("seed")? as u64,
+    };
+    let mut task = build(reg, &specs, settings, &data::default_data_dir())?;
+    task.mu_mut().load(&mut m.section("mu", p)?)?;
+    if let SigmaModel::Learned(s) = task.sigma_model_mut() {
+        s.load(&mut m.section("sigma", p)?)?;
+    }
+    let metrics = task.evaluate(&ks)?;
+    if json_out {
+        print_json(&json!({
+            "task": "knn",
+            "data": specs.data,
+            "model": p.display().to_string(),
+            "test": {"n_test": metrics.n_test, "accuracy": accuracy_json(&metrics)},
+        }));
+    } else {
+        print_accuracy("DLM embedding k-NN", &metrics);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,447 @@
+//! Experiment 2: k-NN classification with a learned embedding (theory.md §5).
+//!
+//! Each training step draws `queries` query images and `candidates` candidate images from the
+//! training set (disjoint, a fresh shuffle per epoch). The potentials of query `q` over the
+//! candidates are `theta_qj = -||e(q) - e(c_j)||^2` with `e = mu(x)`; the structure chooses the
+//! `k` highest (the k nearest neighbours); the loss counts chosen neighbours whose label differs
+//! from the query's (linear, so the loss-augmented argmax is the same top-k). The DLM gradient
+//! with respect to `theta` is back-propagated through the distances into the embedding network
+//! (queries and candidates share one forward pass), and the `sigma` gradient into the noise
+//! scale network evaluated on the query.
+//!
+//! Evaluation is plain k-NN with the whole training set as candidates, by majority vote of
+//! the `k` nearest neighbours in embedding space (ties go to the class with the nearest member),
+//! reported beside the same k-NN on raw pixels.
+
+use super::SigmaModel;
+use crate::data::{Dataset, Split};
+use crate::error::{DlmError, Result};
+use crate::estimator::{Batch, DlmEstimator, NoiseKey, Workspace};
+use crate::loss::{Loss, Target};
+use crate::noise::NoiseModel;
+use crate::rng::{open01, rng_for, Stream};
+use crate::structure::StructuredArgmax;
+use crate::trainer::{EpochRecord, Task};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+/// Settings of the k-NN task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnnSettings {
+    /// Neighbours chosen by the structure during training.
+    pub k: usize,
+    /// Queries per step.
+    pub queries: usize,
+    /// Candidates per step.
+    pub candidates: usize,
+    /// The estimator.
+    pub estimator: DlmEstimator,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+/// k-NN accuracy for several k.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnnMetrics {
+    /// Test images.
+    pub n_test: usize,
+    /// `(k, accuracy)` pairs.
+    pub accuracy: Vec<(usize, f64)>,
+}
+
+/// Squared Euclidean distances between the rows of `a` `[Na, E]` and `b` `[Nb, E]`.
+pub fn squared_distances(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
+    let na: Array1<f64> = a.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let nb: Array1<f64> = b.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let mut d = a.dot(&b.t());
+    d.mapv_inplace(|v| -2.0 * v);
+    for (mut row, &x) in d.rows_mut().into_iter().zip(&na) {
+        for (v, &y) in row.iter_mut().zip(&nb) {
+            *v = (*v + x + y).max(0.0);
+        }
+    }
+    d
+}
+
+/// Majority vote of the first `k` neighbours (sorted nearest first); ties go to the class whose
+/// nearest member comes first.
+fn vote(neigh: &[usize], labels: &[u8], k: usize, classes: usize) -> u8 {
+    let mut counts = vec![0usize; classes];
+    let mut first = vec![usize::MAX; classes];
+    for (rank, &j) in neigh.iter().take(k).enumerate() {
+        let c = labels[j] as usize;
+        counts[c] += 1;
+        first[c] = first[c].min(rank);
+    }
+    (0..classes)
+        .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(first[b].cmp(&first[a])))
+        .unwrap_or(0) as u8
+}
+
+/// k-NN accuracy of `test` rows against `train` rows (any feature space), for each `k` in `ks`.
+pub fn knn_accuracy(
+    train: ArrayView2<'_, f64>,
+    train_labels: &[u8],
+    test: ArrayView2<'_, f64>,
+    test_labels: &[u8],
+    ks: &[usize],
+    classes: usize,
+) -> Result<KnnMetrics> {
+    let kmax = ks.iter().copied().max().unwrap_or(1);
+    if train.nrows() < kmax || test.nrows() == 0 {
+        return Err(DlmError::invalid(
+            "k-NN evaluation",
+            format!(
+                "{} training and {} test rows for k up to {kmax}",
+                train.nrows(),
+                test.nrows()
+            ),
+        ));
+    }
+    let chunk = 256;
+    let correct: Vec<Vec<usize>> = (0..test.nrows().div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let lo = c * chunk;
+            let hi = (lo + chunk).min(test.nrows());
+            let d = squared_distances(test.slice(s![lo..hi, ..]), train);
+            let mut counts = vec![0usize; ks.len()];
+            let mut idx: Vec<usize> = Vec::new();
+            for (r, row) in d.rows().into_iter().enumerate() {
+                idx.clear();
+                idx.extend(0..row.len());
+                let cmp = |&a: &usize, &b: &usize| row[a].total_cmp(&row[b]).then(a.cmp(&b));
+                idx.select_nth_unstable_by(kmax - 1, cmp);
+                idx[..kmax].sort_by(cmp);
+                for (i, &k) in ks.iter().enumerate() {
+                    if vote(&idx, train_labels, k, classes) == test_labels[lo + r] {
+                        counts[i] += 1;
+                    }
+                }
+            }
+            counts
+        })
+        .collect();
+    let n = test.nrows();
+    Ok(KnnMetrics {
+        n_test: n,
+        accuracy: ks
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (k, correct.iter().map(|c| c[i]).sum::<usize>() as f64 / n as f64))
+            .collect(),
+    })
+}
+
+/// The k-NN experiment.
+pub struct KnnTask {
+    settings: KnnSettings,
+    data: Split,
+    structure: Box<dyn StructuredArgmax>,
+    noise: Box<dyn NoiseModel>,
+    loss: Box<dyn Loss>,
+    mu: Box<dyn crate::Scorer>,
+    sigma: SigmaModel,
+    epsilon: f64,
+    ws: Workspace,
+}
+
+impl std::fmt::Debug for KnnTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnnTask")
+            .field("settings", &self.settings)
+            .field("data", &self.data.train.name)
+            .field("sigma", &self.sigma)
+            .finish()
+    }
+}
+
+impl KnnTask {
+    /// Builds the task and checks the sizes and the scorers' shapes.
+    pub fn new(
+        settings: KnnSettings,
+        data: Split,
+        structure: Box<dyn StructuredArgmax>,
+        noise: Box<dyn NoiseModel>,
+        loss: Box<dyn Loss>,
+        mu: Box<dyn crate::Scorer>,
+        sigma: SigmaModel,
+    ) -> Result<Self> {
+        settings.estimator.validate()?;
+        let n = data.train.len();
+        if settings.queries == 0 || settings.candidates < settings.k || settings.k == 0 {
+            return Err(DlmError::invalid(
+                "k-NN batch",
+                format!(
+                    "need queries >= 1 and candidates >= k >= 1 (got {} queries, {} candidates, k = {})",
+                    settings.queries, settings.candidates, settings.k
+                ),
+            ));
+        }
+        if settings.queries + settings.candidates > n {
+            return Err(DlmError::invalid(
+                "k-NN batch",
+                format!(
+                    "{} queries + {} candidates exceed the {n} training images; lower --queries/--candidates",
+                    settings.queries, settings.candidates
+                ),
+            ));
+        }
+        structure.check_shape(&[settings.candidates])?;
+        let d = data.train.dim();
+        let out = mu.output_shape(&[2, d])?;
+        if out.len() != 2 || out[0] != 2 {
+            return Err(DlmError::invalid(
+                "mu scorer",
+                format!("maps [N, {d}] to {out:?}; the k-NN task needs an embedding [N, E]"),
+            ));
+        }
+        if let SigmaModel::Learned(s) = &sigma {
+            let out = s.output_shape(&[2, d])?;
+            if out != [2, 1] {
+                return Err(DlmError::invalid(
+                    "sigma scorer",
+                    format!("maps [N, {d}] to {out:?}, but it must give one value per query, [N, 1]"),
+                ));
+            }
+        }
+        Ok(KnnTask {
+            epsilon: settings.estimator.epsilon,
+            settings,
+            data,
+            structure,
+            noise,
+            loss,
+            mu,
+            sigma,
+            ws: Workspace::new(),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &KnnSettings {
+        &self.settings
+    }
+
+    /// The data.
+    pub fn data(&self) -> &Split {
+        &self.data
+    }
+
+    /// The current eps.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// The mu scorer.
+    pub fn mu(&self) -> &dyn crate::Scorer {
+        self.mu.as_ref()
+    }
+
+    /// The mu scorer, mutably.
+    pub fn mu_mut(&mut self) -> &mut dyn crate::Scorer {
+        self.mu.as_mut()
+    }
+
+    /// The noise-scale model.
+    pub fn sigma_model(&self) -> &SigmaModel {
+        &self.sigma
+    }
+
+    /// The noise-scale model, mutably.
+    pub fn sigma_model_mut(&mut self) -> &mut SigmaModel {
+        &mut self.sigma
+    }
+
+    /// Embeddings of all rows of `x` (inference, in chunks).
+    pub fn embed(&mut self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+        let mut parts = Vec::new();
+        for chunk in x.axis_chunks_iter(Axis(0), 2048) {
+            let e = self.mu.forward(chunk.into_dyn(), false)?;
+            parts.push(
+                e.into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|_| DlmError::invalid("mu scorer", "must return [N, E]"))?,
+            );
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| DlmError::invalid("embeddings", e.to_string()))
+    }
+
+    /// Test accuracy of k-NN in embedding space, all training images as candidates.
+    pub fn evaluate(&mut self, ks: &[usize]) -> Result<KnnMetrics> {
+        let train = self.data.train.images.clone();
+        let test = self.data.test.images.clone();
+        let etr = self.embed(train.view())?;
+        let ete = self.embed(test.view())?;
+        knn_accuracy(
+            etr.view(),
+            &self.data.train.labels,
+            ete.view(),
+            &self.data.test.labels,
+            ks,
+            self.data.train.classes,
+        )
+    }
+
+    /// Test accuracy of k-NN on raw pixels, for comparison.
+    pub fn pixel_baseline(&self, ks: &[usize]) -> Result<KnnMetrics> {
+        pixel_knn(&self.data, ks)
+    }
+
+    fn step(&mut self, q: &[usize], c: &[usize], epoch: u64) -> Result<(f64, f64, f64, usize, usize)> {
+        let train: &Dataset = &self.data.train;
+        let nq = q.len();
+        let idx: Vec<usize> = q.iter().chain(c).copied().collect();
+        let x = train.images.select(Axis(0), &idx);
+        let emb = self
+            .mu
+            .forward(x.view().into_dyn(), true)?
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|_| DlmError::invalid("mu scorer", "must return [N, E]"))?;
+        let eq = emb.slice(s![..nq, ..]);
+        let ec = emb.slice(s![nq.., ..]);
+        let mut theta = squared_distances(eq, ec);
+        theta.mapv_inplace(|v| -v);
+        let xq = x.slice(s![..nq, ..]).to_owned();
+        let sigma = match &mut self.sigma {
+            SigmaModel::Fixed(v) => Array1::from_elem(nq, *v),
+            SigmaModel::None => Array1::zeros(nq),
+            SigmaModel::Learned(s) => s
+                .forward(xq.view().into_dyn(), true)?
+                .into_shape_with_order(nq)
+                .map_err(|_| DlmError::invalid("sigma scorer", "must return [N, 1]"))?,
+        };
+        let targets: Vec<Target> = q
+            .iter()
+            .map(|&qi| Target {
+                truth: vec![],
+                weights: c
+                    .iter()
+                    .map(|&cj| (train.labels[cj] != train.labels[qi]) as u8 as f64)
+                    .collect(),
+            })
+            .collect();
+        let ids: Vec<u64> = q.iter().map(|&i| i as u64).collect();
+        let mut est = self.settings.estimator.clone();
+        est.epsilon = self.epsilon;
+        let e = est.estimate(
+            &mut self.ws,
+            self.structure.as_ref(),
+            self.noise.as_ref(),
+            self.loss.as_ref(),
+            &Batch {
+                theta: theta.view().into_dyn(),
+                sigma: sigma.view(),
+                targets: &targets,
+                example_ids: &ids,
+            },
+            NoiseKey {
+                seed: self.settings.seed,
+                epoch,
+            },
+        )?;
+        self.epsilon = e.diagnostics.epsilon;
+        // Back-propagate d loss / d theta through theta_qj = -||e_q - e_j||^2 (mean over queries).
+        let g = e
+            .grad_theta
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("[Q, M]")
+            / nq as f64;
+        let rs = g.sum_axis(Axis(1));
+        let cs = g.sum_axis(Axis(0));
+        let mut grad_emb = Array2::<f64>::zeros(emb.raw_dim());
+        {
+            // dL/de_q = -2 (rs_q e_q - sum_j g_qj e_j)
+            let gq = g.dot(&ec);
+            let mut top = grad_emb.slice_mut(s![..nq, ..]);
+            for ((mut row, eqr), (gr, &r)) in top
+                .rows_mut()
+                .into_iter()
+                .zip(eq.rows())
+                .zip(gq.rows().into_iter().zip(&rs))
+            {
+                row.assign(&((&eqr * r - &gr) * -2.0));
+            }
+            // dL/de_j = 2 (sum_q g_qj e_q - cs_j e_j)
+            let gc = g.t().dot(&eq);
+            let mut bottom = grad_emb.slice_mut(s![nq.., ..]);
+            for ((mut row, ecr), (gr, &cj)) in bottom
+                .rows_mut()
+                .into_iter()
+                .zip(ec.rows())
+                .zip(gc.rows().into_iter().zip(&cs))
+            {
+                row.assign(&((&gr - &(&ecr * cj)) * 2.0));
+            }
+        }
+        self.mu.backward(grad_emb.view().into_dyn())?;
+        self.mu.step()?;
+        if let SigmaModel::Learned(s) = &mut self.sigma {
+            let gs = (&e.grad_sigma / nq as f64).into_shape_with_order((nq, 1)).expect("nq");
+            s.backward(gs.view().into_dyn())?;
+            s.step()?;
+        }
+        // Monitored loss: mismatches among the noiseless k nearest candidates.
+        let mut active = Vec::new();
+        let mut noiseless = 0.0;
+        for (row, t) in theta.rows().into_iter().zip(&targets) {
+            self.structure.argmax(row.into_dyn(), &mut active)?;
+            noiseless += active.iter().map(|&j| t.weights[j]).sum::<f64>();
+        }
+        Ok((
+            noiseless / nq as f64,
+            e.loss.mean().unwrap_or(0.0),
+            sigma.mean().unwrap_or(0.0),
+            e.diagnostics.zero_directions,
+            e.diagnostics.total_draws,
+        ))
+    }
+}
+
+/// k-NN accuracy on raw pixels.
+pub fn pixel_knn(data: &Split, ks: &[usize]) -> Result<KnnMetrics> {
+    knn_accuracy(
+        data.train.images.view(),
+        &data.train.labels,
+        data.test.images.view(),
+        &data.test.labels,
+        ks,
+        data.train.classes,
+    )
+}
+
+impl Task for KnnTask {
+    fn train_epoch(&mut self, epoch: u64) -> Result<EpochRecord> {
+        let n = self.data.train.len();
+        let (nq, nc) = (self.settings.queries, self.settings.candidates);
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = rng_for(self.settings.seed, Stream::Shuffle, &[epoch]);
+        for i in (1..n).rev() {
+            let j = ((open01(&mut rng) * (i + 1) as f64) as usize).min(i);
+            order.swap(i, j);
+        }
+        let steps = (n / nq).max(1);
+        let mut acc = (0.0, 0.0, 0.0, 0usize, 0usize);
+        for s in 0..steps {
+            let q: Vec<usize> = order[s * nq..(s + 1) * nq].to_vec();
+            // Candidates: the next nc images after the queries, cyclically, never a query.
+            let c: Vec<usize> = (0..nc).map(|i| order[((s + 1) * nq + i) % n]).collect();
+            let r = self.step(&q, &c, epoch * steps as u64 + s as u64)?;
+            acc.0 += r.0;
+            acc.1 += r.1;
+            acc.2 += r.2;
+            acc.3 += r.3;
+            acc.4 += r.4;
+        }
+        let st = steps as f64;
+        Ok(EpochRecord {
+            epoch,
+            loss: acc.0 / st,
+            perturbed_loss: acc.1 / st,
+            sigma: acc.2 / st,
+            epsilon: self.epsilon,
+            zero_rate: acc.3 as f64 / acc.4.max(1) as f64,
+        })
+    }
+}
