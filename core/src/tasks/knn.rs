@@ -128,7 +128,12 @@ pub fn knn_accuracy(
         accuracy: ks
             .iter()
             .enumerate()
-            .map(|(i, &k)| (k, correct.iter().map(|c| c[i]).sum::<usize>() as f64 / n as f64))
+            .map(|(i, &k)| {
+                (
+                    k,
+                    correct.iter().map(|c| c[i]).sum::<usize>() as f64 / n as f64,
+                )
+            })
             .collect(),
     })
 }
@@ -201,7 +206,9 @@ impl KnnTask {
             if out != [2, 1] {
                 return Err(DlmError::invalid(
                     "sigma scorer",
-                    format!("maps [N, {d}] to {out:?}, but it must give one value per query, [N, 1]"),
+                    format!(
+                        "maps [N, {d}] to {out:?}, but it must give one value per query, [N, 1]"
+                    ),
                 ));
             }
         }
@@ -289,7 +296,12 @@ impl KnnTask {
         pixel_knn(&self.data, ks)
     }
 
-    fn step(&mut self, q: &[usize], c: &[usize], epoch: u64) -> Result<(f64, f64, f64, usize, usize)> {
+    fn step(
+        &mut self,
+        q: &[usize],
+        c: &[usize],
+        epoch: u64,
+    ) -> Result<(f64, f64, f64, usize, usize)> {
         let train: &Dataset = &self.data.train;
         let nq = q.len();
         let idx: Vec<usize> = q.iter().chain(c).copied().collect();
@@ -348,37 +360,13 @@ impl KnnTask {
             .into_dimensionality::<ndarray::Ix2>()
             .expect("[Q, M]")
             / nq as f64;
-        let rs = g.sum_axis(Axis(1));
-        let cs = g.sum_axis(Axis(0));
-        let mut grad_emb = Array2::<f64>::zeros(emb.raw_dim());
-        {
-            // dL/de_q = -2 (rs_q e_q - sum_j g_qj e_j)
-            let gq = g.dot(&ec);
-            let mut top = grad_emb.slice_mut(s![..nq, ..]);
-            for ((mut row, eqr), (gr, &r)) in top
-                .rows_mut()
-                .into_iter()
-                .zip(eq.rows())
-                .zip(gq.rows().into_iter().zip(&rs))
-            {
-                row.assign(&((&eqr * r - &gr) * -2.0));
-            }
-            // dL/de_j = 2 (sum_q g_qj e_q - cs_j e_j)
-            let gc = g.t().dot(&eq);
-            let mut bottom = grad_emb.slice_mut(s![nq.., ..]);
-            for ((mut row, ecr), (gr, &cj)) in bottom
-                .rows_mut()
-                .into_iter()
-                .zip(ec.rows())
-                .zip(gc.rows().into_iter().zip(&cs))
-            {
-                row.assign(&((&gr - &(&ecr * cj)) * 2.0));
-            }
-        }
+        let grad_emb = distance_backward(g.view(), eq, ec);
         self.mu.backward(grad_emb.view().into_dyn())?;
         self.mu.step()?;
         if let SigmaModel::Learned(s) = &mut self.sigma {
-            let gs = (&e.grad_sigma / nq as f64).into_shape_with_order((nq, 1)).expect("nq");
+            let gs = (&e.grad_sigma / nq as f64)
+                .into_shape_with_order((nq, 1))
+                .expect("nq");
             s.backward(gs.view().into_dyn())?;
             s.step()?;
         }
@@ -397,6 +385,44 @@ impl KnnTask {
             e.diagnostics.total_draws,
         ))
     }
+}
+
+/// Back-propagates `G = d loss / d theta` through `theta_qj = -||e_q - c_j||^2`: returns the
+/// gradient with respect to the stacked embeddings `[e_q (queries); c_j (candidates)]`.
+///
+/// `d/de_q = -2 (sum_j G_qj e_q - sum_j G_qj c_j)`, `d/dc_j = 2 (sum_q G_qj e_q - sum_q G_qj c_j)`.
+pub fn distance_backward(
+    g: ArrayView2<'_, f64>,
+    eq: ArrayView2<'_, f64>,
+    ec: ArrayView2<'_, f64>,
+) -> Array2<f64> {
+    let nq = eq.nrows();
+    let rs = g.sum_axis(Axis(1));
+    let cs = g.sum_axis(Axis(0));
+    let mut out = Array2::<f64>::zeros((nq + ec.nrows(), eq.ncols()));
+    let gq = g.dot(&ec);
+    for (((mut row, e), gr), &r) in out
+        .slice_mut(s![..nq, ..])
+        .rows_mut()
+        .into_iter()
+        .zip(eq.rows())
+        .zip(gq.rows())
+        .zip(&rs)
+    {
+        row.assign(&((&e * r - &gr) * -2.0));
+    }
+    let gc = g.t().dot(&eq);
+    for (((mut row, c), gr), &col) in out
+        .slice_mut(s![nq.., ..])
+        .rows_mut()
+        .into_iter()
+        .zip(ec.rows())
+        .zip(gc.rows())
+        .zip(&cs)
+    {
+        row.assign(&((&gr - &(&c * col)) * 2.0));
+    }
+    out
 }
 
 /// k-NN accuracy on raw pixels.
@@ -443,5 +469,51 @@ impl Task for KnnTask {
             epsilon: self.epsilon,
             zero_rate: acc.3 as f64 / acc.4.max(1) as f64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn distance_backward_matches_finite_differences() {
+        let eq = array![[0.3, -0.2], [1.0, 0.5]];
+        let ec = array![[0.1, 0.4], [-0.7, 0.2], [0.9, -1.1]];
+        let g = array![[0.5, -1.0, 0.25], [2.0, 0.3, -0.6]];
+        let f = |eq: &Array2<f64>, ec: &Array2<f64>| -> f64 {
+            let d = squared_distances(eq.view(), ec.view());
+            -(&d * &g).sum()
+        };
+        let analytic = distance_backward(g.view(), eq.view(), ec.view());
+        let h = 1e-6;
+        for r in 0..5 {
+            for c in 0..2 {
+                let (mut a, mut b) = (eq.clone(), ec.clone());
+                let (mut a2, mut b2) = (eq.clone(), ec.clone());
+                if r < 2 {
+                    a[[r, c]] += h;
+                    a2[[r, c]] -= h;
+                } else {
+                    b[[r - 2, c]] += h;
+                    b2[[r - 2, c]] -= h;
+                }
+                let fd = (f(&a, &b) - f(&a2, &b2)) / (2.0 * h);
+                assert!(
+                    (fd - analytic[[r, c]]).abs() < 1e-6,
+                    "({r},{c}): fd {fd} vs {}",
+                    analytic[[r, c]]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn vote_breaks_ties_towards_the_nearest() {
+        let labels = [3u8, 1, 1, 3];
+        assert_eq!(vote(&[0, 1, 2, 3], &labels, 4, 4), 3);
+        assert_eq!(vote(&[1, 0, 2, 3], &labels, 4, 4), 1);
+        assert_eq!(vote(&[1, 2, 0], &labels, 3, 4), 1);
     }
 }
