@@ -22,7 +22,12 @@ struct KnnSpecs {
     sigma_net: String,
 }
 
-fn build(reg: &Registry, specs: &KnnSpecs, settings: KnnSettings, data_dir: &Path) -> Result<KnnTask> {
+fn build(
+    reg: &Registry,
+    specs: &KnnSpecs,
+    settings: KnnSettings,
+    data_dir: &Path,
+) -> Result<KnnTask> {
     let split = data::load(&specs.data, data_dir)?;
     let structure = reg.structure(&Spec::named("topk").with("k", specs.k))?;
     let noise = reg.noise(&specs.noise.parse()?)?;
@@ -56,7 +61,10 @@ fn print_accuracy(what: &str, m: &KnnMetrics) {
 pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let ks: Vec<usize> = parse_list(&a.eval_k, "--eval-k")?;
     if ks.is_empty() || ks.contains(&0) {
-        return Err(DlmError::invalid("--eval-k", "give positive values of k, e.g. 1,3,5,9"));
+        return Err(DlmError::invalid(
+            "--eval-k",
+            "give positive values of k, e.g. 1,3,5,9",
+        ));
     }
     let data_dir = a.data_dir.clone().unwrap_or_else(data::default_data_dir);
     let probe = data::load(&a.data, &data_dir)?;
@@ -64,6 +72,8 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let n_train = probe.train.len();
     drop(probe);
     let mu_lr = a.mu_lr.unwrap_or(1e-3);
+    let sigma_mode = a.sigma.unwrap_or(SigmaMode::Fixed(0.3));
+    let draws = a.draws.unwrap_or(1);
     let sigma_lr = a.sigma_lr.unwrap_or(1e-5);
     let default_cand = if a.data == "cifar10" { 600 } else { 800 };
     let candidates = a
@@ -74,10 +84,15 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         data: a.data.clone(),
         k: a.k,
         noise: a.noise.clone().unwrap_or_else(|| "gumbel".into()),
+        // Identity-initialised: starts as pixel k-NN (dlm_plugin_mlp::init_identity).
         mu: a.mu.clone().unwrap_or_else(|| {
-            format!("mlp:sizes={d}-256-64,opt=adam,lr={mu_lr},seed={}", a.seed)
+            format!(
+                "mlp:sizes={d}-128-{},init=identity,opt=adam,lr={mu_lr},seed={}",
+                d.min(128),
+                a.seed
+            )
         }),
-        sigma_mode: a.sigma,
+        sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
             format!(
                 "mlp:sizes={d}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
@@ -91,7 +106,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         candidates,
         estimator: DlmEstimator {
             epsilon: a.epsilon.unwrap_or(-0.1),
-            draws: a.draws,
+            draws,
             escape_factor: 1.1,
             max_abs_epsilon: a.max_epsilon.min(0.9999),
         },
@@ -101,7 +116,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     for p in [&a.save, &a.plot].into_iter().flatten() {
         check_writable(p)?;
     }
-    let epochs = a.epochs.unwrap_or(30);
+    let epochs = a.epochs.unwrap_or(15);
     let mut progress = Progress::new(epochs, a.quiet);
     let report = fit(
         &mut task,
@@ -140,7 +155,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         h.insert("sigma_net".into(), specs.sigma_net.clone());
         h.insert("queries".into(), a.queries.to_string());
         h.insert("candidates".into(), candidates.to_string());
-        h.insert("draws".into(), a.draws.to_string());
+        h.insert("draws".into(), draws.to_string());
         h.insert("epsilon".into(), task.epsilon().to_string());
         h.insert("seed".into(), a.seed.to_string());
         h.insert("eval_k".into(), a.eval_k.clone());
@@ -165,10 +180,10 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "k": a.k,
             "queries": a.queries,
             "candidates": candidates,
-            "draws": a.draws,
+            "draws": draws,
             "noise": specs.noise,
             "mu": specs.mu,
-            "sigma_mode": a.sigma.to_string(),
+            "sigma_mode": sigma_mode.to_string(),
             "seed": a.seed,
             "epochs_run": report.epochs_run,
             "train_seconds": num(report.seconds),

@@ -40,9 +40,10 @@ pub struct TrainArgs {
     /// default); N fixes a training set of N sequences, one pass per epoch.
     #[arg(long, default_value_t = 0)]
     pub(crate) train_size: usize,
-    /// Noise draws per example.
-    #[arg(long, default_value_t = 5)]
-    pub(crate) draws: usize,
+    /// Noise draws per example [default: sort 5, knn 1 (the seed: one draw is usually best
+    /// for k > 1)].
+    #[arg(long)]
+    pub(crate) draws: Option<usize>,
     /// Initial eps of the loss-augmented argmax (negative: towards the ground truth)
     /// [default: sort -12, knn -0.1].
     #[arg(long, allow_hyphen_values = true)]
@@ -50,7 +51,7 @@ pub struct TrainArgs {
     /// Largest |eps| the zero-direction escape (|eps| *= 1.1) may reach.
     #[arg(long, default_value_t = 1e3)]
     pub(crate) max_epsilon: f64,
-    /// Maximum epochs [default: sort 2000, knn 30].
+    /// Maximum epochs [default: sort 2000, knn 15].
     #[arg(long)]
     pub(crate) epochs: Option<u64>,
     /// Stop after this many epochs without improvement of the training loss (0: never)
@@ -70,9 +71,10 @@ pub struct TrainArgs {
     /// gaussian:std=2 [default: sort gumbel:variance=3 (the official code), knn gumbel].
     #[arg(long)]
     pub(crate) noise: Option<String>,
-    /// Noise scale: learned (a network), fixed:VALUE, or none (no noise).
-    #[arg(long, default_value = "learned")]
-    pub(crate) sigma: SigmaMode,
+    /// Noise scale: learned (a network), fixed:VALUE, or none (no noise)
+    /// [default: sort learned, knn fixed:0.3 (see docs/results.md)].
+    #[arg(long)]
+    pub(crate) sigma: Option<SigmaMode>,
     /// Structure (default for sort: matching).
     #[arg(long)]
     pub(crate) structure: Option<String>,
@@ -247,7 +249,10 @@ pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     for (name, v) in [("--mu-lr", a.mu_lr), ("--sigma-lr", a.sigma_lr)] {
         if let Some(v) = v {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(DlmError::invalid(name, format!("{v}: must be finite and >= 0")));
+                return Err(DlmError::invalid(
+                    name,
+                    format!("{v}: must be finite and >= 0"),
+                ));
             }
         }
     }
@@ -262,16 +267,22 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let n = a.n;
     let (mu_lr, sigma_lr) = (a.mu_lr.unwrap_or(0.1), a.sigma_lr.unwrap_or(1e-6));
     let (epochs, patience) = (a.epochs.unwrap_or(2000), a.patience.unwrap_or(50));
-    let noise = a.noise.clone().unwrap_or_else(|| "gumbel:variance=3".into());
+    let noise = a
+        .noise
+        .clone()
+        .unwrap_or_else(|| "gumbel:variance=3".into());
+    let sigma_mode = a.sigma.unwrap_or(SigmaMode::Learned);
+    let draws = a.draws.unwrap_or(5);
     let specs = SortSpecs {
         n,
         structure: a.structure.clone().unwrap_or_else(|| "matching".into()),
         noise: noise.clone(),
         loss: a.loss.clone().unwrap_or_else(|| "hamming".into()),
-        mu: a.mu.clone().unwrap_or_else(|| {
-            format!("mlp:sizes=1-32-{n},opt=adam,lr={mu_lr},seed={}", a.seed)
-        }),
-        sigma_mode: a.sigma,
+        mu: a
+            .mu
+            .clone()
+            .unwrap_or_else(|| format!("mlp:sizes=1-32-{n},opt=adam,lr={mu_lr},seed={}", a.seed)),
+        sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
             format!(
                 "mlp:sizes={n}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
@@ -285,7 +296,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         train_size: a.train_size,
         estimator: DlmEstimator {
             epsilon: a.epsilon.unwrap_or(-12.0),
-            draws: a.draws,
+            draws,
             escape_factor: 1.1,
             max_abs_epsilon: a.max_epsilon,
         },
@@ -337,10 +348,10 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "task": "sort",
             "n": n,
             "batch": a.batch,
-            "draws": a.draws,
+            "draws": draws,
             "noise": noise,
             "loss": specs.loss,
-            "sigma_mode": a.sigma.to_string(),
+            "sigma_mode": sigma_mode.to_string(),
             "seed": a.seed,
             "epochs_run": report.epochs_run,
             "stopped_early": report.stopped_early,
@@ -388,7 +399,7 @@ fn save_sort(path: &Path, task: &SortTask, specs: &SortSpecs, a: &TrainArgs) -> 
     h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
     h.insert("sigma_net".into(), specs.sigma_net.clone());
     h.insert("batch".into(), a.batch.to_string());
-    h.insert("draws".into(), a.draws.to_string());
+    h.insert("draws".into(), task.settings().estimator.draws.to_string());
     h.insert("epsilon".into(), task.epsilon().to_string());
     h.insert("seed".into(), a.seed.to_string());
     let mut mu = Vec::new();

@@ -123,12 +123,12 @@ pub fn verify(reg: &Registry, a: &VerifyArgs) -> Result<ExitCode> {
         }));
     } else {
         println!(
-            "{:<62} {:>11} {:>11} {:>5}",
+            "{:<68} {:>11} {:>11} {:>5}",
             "check", "deviation", "tolerance", "pass"
         );
         for c in &checks {
             println!(
-                "{:<62} {:>11.3e} {:>11.3e} {:>5}\n    {}",
+                "{:<68} {:>11.3e} {:>11.3e} {:>5}\n    {}",
                 c.name,
                 c.deviation,
                 c.tolerance,

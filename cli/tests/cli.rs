@@ -254,3 +254,29 @@ fn thread_count_does_not_change_training() {
     assert_eq!(a["epsilon_final"], b["epsilon_final"]);
     assert_eq!(a["sigma_final"], b["sigma_final"]);
 }
+
+#[test]
+fn knn_on_embedded_digits_reports_both_accuracies_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("k.dlm");
+    let m = model.to_str().unwrap();
+    let t = ok_json(&[
+        "train", "--task", "knn", "--data", "digits", "--epochs", "2", "--save", m, "--json",
+        "--quiet",
+    ]);
+    for k in ["task", "data", "epochs_run", "train_seconds"] {
+        assert!(!t[k].is_null(), "missing {k}");
+    }
+    assert_eq!(t["test"]["n_test"], 539);
+    for k in ["1", "3", "5", "9"] {
+        let a = t["test"]["accuracy"][k].as_f64().unwrap();
+        let p = t["test"]["pixel_knn_accuracy"][k].as_f64().unwrap();
+        assert!(a > 0.9 && p > 0.9, "k={k}: {a} {p}");
+    }
+    let e = ok_json(&["eval", "--load", m, "--json"]);
+    assert_eq!(e["test"]["accuracy"], t["test"]["accuracy"]);
+    assert!(
+        err_text(&["train", "--task", "knn", "--data", "nosuch", "--epochs", "1"])
+            .contains("digits")
+    );
+}
