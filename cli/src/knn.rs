@@ -84,13 +84,17 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         data: a.data.clone(),
         k: a.k,
         noise: a.noise.clone().unwrap_or_else(|| "gumbel".into()),
-        // Identity-initialised: starts as pixel k-NN (dlm_plugin_mlp::init_identity).
+        // Small inputs (digits, 64 pixels): identity-initialised, so training starts from
+        // pixel k-NN (dlm_plugin_mlp::init_identity). Large inputs: a 256-64 MLP embedding.
         mu: a.mu.clone().unwrap_or_else(|| {
-            format!(
-                "mlp:sizes={d}-128-{},init=identity,opt=adam,lr={mu_lr},seed={}",
-                d.min(128),
-                a.seed
-            )
+            if d <= 128 {
+                format!(
+                    "mlp:sizes={d}-128-{d},init=identity,opt=adam,lr={mu_lr},seed={}",
+                    a.seed
+                )
+            } else {
+                format!("mlp:sizes={d}-256-64,opt=adam,lr={mu_lr},seed={}", a.seed)
+            }
         }),
         sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {

@@ -149,3 +149,27 @@ fn non_plugins_and_missing_files_are_refused_clearly() {
     assert!(err.to_string().contains("cannot load"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn plugin_path_lists_load_files_and_directories() {
+    let dir = std::env::temp_dir().join(format!("dlm-plugin-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        lib("dlm_example_grid_path"),
+        dir.join("libdlm_example_grid_path.so"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("README.txt"), "not a plugin, ignored").unwrap();
+    let mut reg = Registry::new();
+    let loaded = reg
+        .load_path_list(&format!(
+            "{}::{}",
+            dir.display(),
+            lib("dlm_plugin_argmax").display()
+        ))
+        .unwrap();
+    assert_eq!(loaded.len(), 2, "{loaded:?}");
+    assert!(reg.structure(&Spec::named("grid-path")).is_ok());
+    assert!(reg.structure(&Spec::named("argmax")).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
