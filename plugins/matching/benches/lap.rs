@@ -66,7 +66,8 @@ fn pair(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(name, format!("n={n}")), &n, |b, _| {
                 b.iter(|| {
                     i = (i + 1) % pert.len();
-                    s.argmax_pair(pert[i].view(), aug[i].view(), &mut o1, &mut o2).unwrap();
+                    s.argmax_pair(pert[i].view(), aug[i].view(), &mut o1, &mut o2)
+                        .unwrap();
                 })
             });
         }

@@ -23,7 +23,6 @@
 //!
 //! [`decode`]: dlm_core::StructuredArgmax::decode
 
-#[path = "lapjv_tmp.rs"]
 pub mod lapjv;
 
 use dlm_core::plugin::Registrar;
