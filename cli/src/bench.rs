@@ -38,7 +38,7 @@ struct MatchingArgs {
     algos: String,
     /// Thread counts for the batch measurement.
     #[arg(long, default_value = "1,2")]
-    threads: String,
+    thread_counts: String,
     /// Minimum seconds spent timing each configuration.
     #[arg(long, default_value_t = 0.5)]
     seconds: f64,
@@ -60,7 +60,7 @@ struct TopkArgs {
     k: usize,
     /// Thread counts for the batch measurement.
     #[arg(long, default_value = "1,2")]
-    threads: String,
+    thread_counts: String,
     /// Minimum seconds per configuration.
     #[arg(long, default_value_t = 0.5)]
     seconds: f64,
@@ -150,7 +150,7 @@ fn time_batch(
 
 fn bench_matching(reg: &Registry, a: &MatchingArgs) -> Result<ExitCode> {
     let ns: Vec<usize> = parse_list(&a.n, "--n")?;
-    let threads: Vec<usize> = parse_list(&a.threads, "--threads")?;
+    let threads: Vec<usize> = parse_list(&a.thread_counts, "--thread-counts")?;
     let mut rows = Vec::new();
     for algo in a.algos.split(',').map(str::trim) {
         let s = reg.structure(&Spec::named("matching").with("algo", algo))?;
@@ -187,7 +187,7 @@ fn bench_matching(reg: &Registry, a: &MatchingArgs) -> Result<ExitCode> {
 
 fn bench_topk(reg: &Registry, a: &TopkArgs) -> Result<ExitCode> {
     let ms: Vec<usize> = parse_list(&a.m, "--m")?;
-    let threads: Vec<usize> = parse_list(&a.threads, "--threads")?;
+    let threads: Vec<usize> = parse_list(&a.thread_counts, "--thread-counts")?;
     let s = reg.structure(&Spec::named("topk").with("k", a.k))?;
     let mut rows = Vec::new();
     for &m in &ms {

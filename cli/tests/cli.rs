@@ -280,3 +280,45 @@ fn knn_on_embedded_digits_reports_both_accuracies_and_round_trips() {
             .contains("digits")
     );
 }
+
+#[test]
+fn bench_matching_prints_one_object_per_configuration() {
+    let v = ok_json(&[
+        "bench",
+        "matching",
+        "--n",
+        "5,20",
+        "--thread-counts",
+        "1,2",
+        "--seconds",
+        "0.02",
+        "--json",
+    ]);
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2, "(n, algo, threads) combinations");
+    for r in rows {
+        for k in [
+            "n",
+            "algo",
+            "threads",
+            "us_per_solve",
+            "batch_solves_per_sec",
+        ] {
+            assert!(!r[k].is_null(), "missing {k} in {r}");
+        }
+    }
+    let v = ok_json(&[
+        "bench",
+        "topk",
+        "--m",
+        "50",
+        "--k",
+        "3",
+        "--thread-counts",
+        "1",
+        "--seconds",
+        "0.02",
+        "--json",
+    ]);
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
