@@ -267,6 +267,20 @@ impl Loss for Hamming {
     }
     fn value(&self, target: &Target, shape: &[usize], active: &[usize]) -> Result<f64> {
         let n = matrix_dim(shape)?;
+        // Fast path (called once per draw): both sets in the canonical row order the solver
+        // writes, unweighted.
+        if target.weights.is_empty()
+            && active.len() == n
+            && target.truth.len() == n
+            && active.iter().enumerate().all(|(i, &a)| a / n == i)
+            && target.truth.iter().enumerate().all(|(i, &t)| t / n == i)
+        {
+            return Ok(active
+                .iter()
+                .zip(&target.truth)
+                .filter(|(a, t)| a != t)
+                .count() as f64);
+        }
         let truth = permutation_of(n, &target.truth, "hamming target")?;
         let pred = permutation_of(n, active, "hamming prediction")?;
         let w = row_weights(target, n, "hamming weights")?;
