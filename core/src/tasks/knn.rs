@@ -409,7 +409,7 @@ pub fn distance_backward(
         .zip(gq.rows())
         .zip(&rs)
     {
-        row.assign(&((&e * r - &gr) * -2.0));
+        row.assign(&((&e * r - gr) * -2.0));
     }
     let gc = g.t().dot(&eq);
     for (((mut row, c), gr), &col) in out

@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench -p dlm-plugin-matching` (or `-- lap/lapjv` to filter).
 
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dlm_core::rng::{open01, rng_for, Stream};
 use dlm_core::StructuredArgmax;
