@@ -48,7 +48,7 @@ enum Command {
     /// Check the Gumbel-max identities and the DLM gradient against finite differences.
     Verify(verify::VerifyArgs),
     /// Train a perturbed predictor (sorting by matching, k-NN) with DLM.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on a fresh test set.
     Eval(train::EvalArgs),
     /// Benchmark the solvers.

@@ -3,6 +3,7 @@
 use dlm_core::rng::{open01, DlmRng};
 use dlm_core::{Config, DlmError, NoiseModel, Result, EULER_GAMMA};
 use ndarray::Array2;
+#[cfg(feature = "lapack")]
 use ndarray_linalg::cholesky::{Cholesky, UPLO};
 use rand_distr::{Distribution, Exp1, Gamma, StandardNormal};
 use std::collections::HashMap;
@@ -302,6 +303,43 @@ impl NoiseModel for SumOfGamma {
     }
 }
 
+/// The lower Cholesky factor `L` of a symmetric positive definite `c` (`c = L L^T`): LAPACK
+/// `potrf` through `ndarray-linalg` with the `lapack` feature (default).
+#[cfg(feature = "lapack")]
+pub fn cholesky_lower(c: Array2<f64>) -> Result<Array2<f64>> {
+    c.cholesky(UPLO::Lower).map_err(|e| DlmError::Numerical {
+        what: "corr-gaussian Cholesky factor".into(),
+        message: format!("{e}; choose |rho| further from 1"),
+    })
+}
+
+/// The lower Cholesky factor `L` of a symmetric positive definite `c` (`c = L L^T`), in plain
+/// Rust (built without the `lapack` feature).
+#[cfg(not(feature = "lapack"))]
+pub fn cholesky_lower(c: Array2<f64>) -> Result<Array2<f64>> {
+    let m = c.nrows();
+    let mut l = Array2::<f64>::zeros((m, m));
+    for i in 0..m {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[[i, k]] * l[[j, k]]).sum();
+            if i == j {
+                let d = c[[i, i]] - s;
+                if d <= 0.0 {
+                    return Err(DlmError::Numerical {
+                        what: "corr-gaussian Cholesky factor".into(),
+                        message: "covariance is not positive definite; choose |rho| further from 1"
+                            .into(),
+                    });
+                }
+                l[[i, j]] = d.sqrt();
+            } else {
+                l[[i, j]] = (c[[i, j]] - s) / l[[j, j]];
+            }
+        }
+    }
+    Ok(l)
+}
+
 /// Correlated Gaussian noise over the whole potentials array: `gamma = std * L z`, `z ~ N(0, I)`,
 /// `L L^T = C` with `C_ij = rho^|i-j|` (`ar1`) or `C_ij = rho` for `i != j` (`equi`).
 ///
@@ -364,13 +402,7 @@ impl CorrGaussian {
         if let Some(f) = cache.get(&m) {
             return Ok(f.clone());
         }
-        let l = self
-            .covariance(m)
-            .cholesky(UPLO::Lower)
-            .map_err(|e| DlmError::Numerical {
-                what: "corr-gaussian Cholesky factor".into(),
-                message: format!("{e}; choose |rho| further from 1"),
-            })?;
+        let l = cholesky_lower(self.covariance(m))?;
         let l = Arc::new(l);
         cache.insert(m, l.clone());
         Ok(l)
