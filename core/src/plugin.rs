@@ -286,8 +286,14 @@ impl Registry {
         }
         // SAFETY: loading a library runs its initialisers; a dlm plugin has none beyond what
         // Rust emits. This is the documented risk of loading native plugins.
-        let lib = unsafe { libloading::Library::new(path) }
-            .map_err(|e| err(format!("cannot load the library: {e}")))?;
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+            let detail = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            err(format!(
+                "cannot load the library ({e}{detail}); check that it is a shared library built for this machine and that the libraries it needs are on the loader path"
+            ))
+        })?;
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
