@@ -178,8 +178,14 @@ impl DlmError {
 
 /// Checks that every entry of `values` is finite; otherwise a [`DlmError::NonFinite`] naming `what`.
 pub fn ensure_finite(what: &str, values: &[f64]) -> Result<()> {
-    // A sum is a fast screen (NaN/inf propagate); locate the culprit only on failure.
-    if values.iter().fold(0.0f64, |a, &v| a + v * 0.0).is_nan() {
+    // Screen with an integer OR over "exponent bits all ones" (NaN or infinity): associative,
+    // so it vectorises. A floating-point fold is a serial dependency chain instead and cost
+    // ~13 us per 100 x 100 matrix, a third of a LAPJV solve (criterion pair bench).
+    const EXP: u64 = 0x7ff0_0000_0000_0000;
+    let bad = values
+        .iter()
+        .fold(0u64, |a, v| a | ((v.to_bits() & EXP) == EXP) as u64);
+    if bad != 0 {
         if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(DlmError::NonFinite {
                 what: what.to_string(),

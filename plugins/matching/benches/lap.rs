@@ -1,5 +1,5 @@
 //! Criterion benches of the assignment solvers: `lap/<algo>/n=<n>` for single solves on
-//! uniform [0,1) matrices (fixed seed), and `pair/<warm|cold|auto>/n=<n>` for the plain plus
+//! uniform [0,1) matrices (fixed seed), and `pair/<warm|cold>/n=<n>` for the plain plus
 //! loss-augmented solve of one DLM draw (Gumbel-perturbed potentials, Hamming loss, eps = -12).
 //!
 //! Run: `cargo bench -p dlm-plugin-matching` (or `-- lap/lapjv` to filter).
@@ -10,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dlm_core::rng::{open01, rng_for, Stream};
 use dlm_core::StructuredArgmax;
-use dlm_plugin_matching::{Algo, Matching, Warm};
+use dlm_plugin_matching::{Algo, Matching};
 use ndarray::{ArrayD, IxDyn};
 use std::hint::black_box;
 
@@ -62,12 +62,8 @@ fn pair(c: &mut Criterion) {
                 a
             })
             .collect();
-        for (name, warm) in [
-            ("warm", Warm::Always),
-            ("cold", Warm::Never),
-            ("auto", Warm::Auto),
-        ] {
-            let s = Matching::with_warm(Algo::Lapjv, warm);
+        for (name, warm) in [("warm", true), ("cold", false)] {
+            let s = Matching::new(Algo::Lapjv, warm);
             let (mut o1, mut o2) = (Vec::new(), Vec::new());
             let mut i = 0;
             g.bench_with_input(BenchmarkId::new(name, format!("n={n}")), &n, |b, _| {
