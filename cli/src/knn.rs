@@ -112,7 +112,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             epsilon: a.epsilon.unwrap_or(-0.1),
             draws,
             escape_factor: 1.1,
-            max_abs_epsilon: a.max_epsilon.min(0.9999),
+            max_abs_epsilon: a.max_epsilon.unwrap_or(0.9999),
         },
         seed: a.seed,
     };

@@ -48,9 +48,10 @@ pub struct TrainArgs {
     /// [default: sort -12, knn -0.1].
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) epsilon: Option<f64>,
-    /// Largest |eps| the zero-direction escape (|eps| *= 1.1) may reach.
-    #[arg(long, default_value_t = 1e3)]
-    pub(crate) max_epsilon: f64,
+    /// Largest |eps| the zero-direction escape (|eps| *= 1.1) may reach [default: sort 1000,
+    /// knn 0.9999 (the seed's cap)].
+    #[arg(long)]
+    pub(crate) max_epsilon: Option<f64>,
     /// Maximum epochs [default: sort 2000, knn 15].
     #[arg(long)]
     pub(crate) epochs: Option<u64>,
@@ -298,7 +299,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             epsilon: a.epsilon.unwrap_or(-12.0),
             draws,
             escape_factor: 1.1,
-            max_abs_epsilon: a.max_epsilon,
+            max_abs_epsilon: a.max_epsilon.unwrap_or(1e3),
         },
         seed: a.seed,
     };

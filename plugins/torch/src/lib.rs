@@ -294,6 +294,15 @@ impl TorchScorer {
         };
         let seed = c.u64("seed", 0)?;
         let device = parse_device(c.raw("device").unwrap_or("cpu"), name)?;
+        // libtorch's CPU thread pool: with the network on a GPU its CPU work is only copying
+        // scores in and out, and its spinning OpenMP threads competed with dlm's solver threads
+        // (an H100 run spent 29 min of CPU in 160 s); so 1 thread there unless `threads=` says
+        // otherwise. On the CPU, 0 keeps libtorch's default.
+        let default_threads = if device == Device::Cpu { 0 } else { 1 };
+        let threads = c.usize("threads", default_threads)?;
+        if threads > 0 {
+            tch::set_num_threads(threads as i32);
+        }
         let kind = match c.choice("dtype", "f32", &["f32", "f64"])? {
             "f64" => Kind::Double,
             _ => Kind::Float,
