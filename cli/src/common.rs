@@ -1,5 +1,6 @@
 //! Shared pieces of the commands: the registry, array input, JSON output.
 
+use dlm_core::tasks::{SigmaMode, SigmaModel};
 use dlm_core::{DlmError, Registry, Result};
 use ndarray::{ArrayD, IxDyn};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,15 @@ pub fn registry(plugins: &[PathBuf]) -> Result<Registry> {
         r.load_library(p)?;
     }
     Ok(r)
+}
+
+/// The noise-scale model of a `--sigma` mode; `learned` creates the scorer `spec`.
+pub fn sigma_model(reg: &Registry, mode: SigmaMode, spec: &str) -> Result<SigmaModel> {
+    Ok(match mode {
+        SigmaMode::Learned => SigmaModel::Learned(reg.scorer(&spec.parse()?)?),
+        SigmaMode::Fixed(v) => SigmaModel::Fixed(v),
+        SigmaMode::None => SigmaModel::None,
+    })
 }
 
 /// Reads an array from a `.npy` file (f64 or f32, any rank) or a CSV file (numbers, one row

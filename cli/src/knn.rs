@@ -6,7 +6,7 @@ use crate::train::{check_writable, Progress, TrainArgs};
 use dlm_core::data;
 use dlm_core::model_file::ModelFile;
 use dlm_core::tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
-use dlm_core::tasks::{SigmaMode, SigmaModel};
+use dlm_core::tasks::SigmaMode;
 use dlm_core::trainer::{fit, EpochRecord, FitOptions};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
 use serde_json::json;
@@ -33,11 +33,7 @@ fn build(
     let noise = reg.noise(&specs.noise.parse()?)?;
     let loss = reg.loss(&Spec::named("label-mismatch"))?;
     let mu = reg.scorer(&specs.mu.parse()?)?;
-    let sigma = match specs.sigma_mode {
-        SigmaMode::Learned => SigmaModel::Learned(reg.scorer(&specs.sigma_net.parse()?)?),
-        SigmaMode::Fixed(v) => SigmaModel::Fixed(v),
-        SigmaMode::None => SigmaModel::None,
-    };
+    let sigma = crate::common::sigma_model(reg, specs.sigma_mode, &specs.sigma_net)?;
     KnnTask::new(settings, split, structure, noise, loss, mu, sigma)
 }
 
@@ -160,17 +156,9 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         h.insert("queries".into(), a.queries.to_string());
         h.insert("candidates".into(), candidates.to_string());
         h.insert("draws".into(), draws.to_string());
-        h.insert("epsilon".into(), task.epsilon().to_string());
         h.insert("seed".into(), a.seed.to_string());
         h.insert("eval_k".into(), a.eval_k.clone());
-        let mut mu = Vec::new();
-        task.mu().save(&mut mu)?;
-        m.sections.push(("mu".into(), mu));
-        if let SigmaModel::Learned(s) = task.sigma_model() {
-            let mut b = Vec::new();
-            s.save(&mut b)?;
-            m.sections.push(("sigma".into(), b));
-        }
+        task.model().save_into(&mut m)?;
         m.write(p)?;
     }
     if let Some(p) = &a.plot {
@@ -193,7 +181,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "train_seconds": num(report.seconds),
             "seconds_per_epoch": num(report.seconds / report.epochs_run as f64),
             "sigma_final": num(last.as_ref().map_or(f64::NAN, |r| r.sigma)),
-            "epsilon_final": num(task.epsilon()),
+            "epsilon_final": num(task.model().epsilon()),
             "train_loss_final": num(last.as_ref().map_or(f64::NAN, |r| r.loss)),
             "test": {
                 "n_test": metrics.n_test,
@@ -232,10 +220,7 @@ pub fn eval_knn(reg: &Registry, m: &ModelFile, p: &Path, json_out: bool) -> Resu
         seed: parse("seed")? as u64,
     };
     let mut task = build(reg, &specs, settings, &data::default_data_dir())?;
-    task.mu_mut().load(&mut m.section("mu", p)?)?;
-    if let SigmaModel::Learned(s) = task.sigma_model_mut() {
-        s.load(&mut m.section("sigma", p)?)?;
-    }
+    task.model_mut().load_from(m, p)?;
     let metrics = task.evaluate(&ks)?;
     if json_out {
         print_json(&json!({

@@ -5,7 +5,7 @@ use crate::plot;
 use clap::{Args, ValueEnum};
 use dlm_core::model_file::ModelFile;
 use dlm_core::tasks::sort::{SortMetrics, SortSettings, SortTask};
-use dlm_core::tasks::{SigmaMode, SigmaModel};
+use dlm_core::tasks::SigmaMode;
 use dlm_core::trainer::{fit, EpochRecord, FitOptions, FitReport};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -177,11 +177,7 @@ fn build_sort(reg: &Registry, specs: &SortSpecs, settings: SortSettings) -> Resu
     let noise = reg.noise(&specs.noise.parse()?)?;
     let loss = reg.loss(&specs.loss.parse()?)?;
     let mu = reg.scorer(&specs.mu.parse()?)?;
-    let sigma = match specs.sigma_mode {
-        SigmaMode::Learned => SigmaModel::Learned(reg.scorer(&specs.sigma_net.parse()?)?),
-        SigmaMode::Fixed(v) => SigmaModel::Fixed(v),
-        SigmaMode::None => SigmaModel::None,
-    };
+    let sigma = crate::common::sigma_model(reg, specs.sigma_mode, &specs.sigma_net)?;
     SortTask::new(settings, structure, noise, loss, mu, sigma)
 }
 
@@ -361,7 +357,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "train_seconds": num(report.seconds),
             "seconds_per_epoch": num(report.seconds / report.epochs_run as f64),
             "sigma_final": num(last.as_ref().map_or(f64::NAN, |r| r.sigma)),
-            "epsilon_final": num(task.epsilon()),
+            "epsilon_final": num(task.model().epsilon()),
             "zero_direction_rate_final": num(last.as_ref().map_or(f64::NAN, |r| r.zero_rate)),
             "test_range": [num(range.0), num(range.1)],
             "test": metrics_json(&metrics),
@@ -401,16 +397,8 @@ fn save_sort(path: &Path, task: &SortTask, specs: &SortSpecs, a: &TrainArgs) -> 
     h.insert("sigma_net".into(), specs.sigma_net.clone());
     h.insert("batch".into(), a.batch.to_string());
     h.insert("draws".into(), task.settings().estimator.draws.to_string());
-    h.insert("epsilon".into(), task.epsilon().to_string());
     h.insert("seed".into(), a.seed.to_string());
-    let mut mu = Vec::new();
-    task.mu().save(&mut mu)?;
-    m.sections.push(("mu".into(), mu));
-    if let SigmaModel::Learned(s) = task.sigma_model() {
-        let mut b = Vec::new();
-        s.save(&mut b)?;
-        m.sections.push(("sigma".into(), b));
-    }
+    task.model().save_into(&mut m)?;
     m.write(path)
 }
 
@@ -458,10 +446,7 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
         seed,
     };
     let mut task = build_sort(reg, &specs, settings)?;
-    task.mu_mut().load(&mut m.section("mu", p)?)?;
-    if let SigmaModel::Learned(s) = task.sigma_model_mut() {
-        s.load(&mut m.section("sigma", p)?)?;
-    }
+    task.model_mut().load_from(&m, p)?;
     let test_seed = a.seed.unwrap_or(seed);
     let metrics = task.evaluate(a.test_size, range.0, range.1, test_seed)?;
     if a.json {

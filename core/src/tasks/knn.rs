@@ -13,10 +13,10 @@
 //! the `k` nearest neighbours in embedding space (ties go to the class with the nearest member),
 //! reported beside the same k-NN on raw pixels.
 
-use super::SigmaModel;
+use super::{PerturbedModel, SigmaModel};
 use crate::data::{Dataset, Split};
 use crate::error::{DlmError, Result};
-use crate::estimator::{Batch, DlmEstimator, NoiseKey, Workspace};
+use crate::estimator::{DlmEstimator, NoiseKey};
 use crate::loss::{Loss, Target};
 use crate::noise::NoiseModel;
 use crate::rng::{open01, rng_for, Stream};
@@ -142,13 +142,7 @@ pub fn knn_accuracy(
 pub struct KnnTask {
     settings: KnnSettings,
     data: Split,
-    structure: Box<dyn StructuredArgmax>,
-    noise: Box<dyn NoiseModel>,
-    loss: Box<dyn Loss>,
-    mu: Box<dyn crate::Scorer>,
-    sigma: SigmaModel,
-    epsilon: f64,
-    ws: Workspace,
+    model: PerturbedModel,
 }
 
 impl std::fmt::Debug for KnnTask {
@@ -156,7 +150,7 @@ impl std::fmt::Debug for KnnTask {
         f.debug_struct("KnnTask")
             .field("settings", &self.settings)
             .field("data", &self.data.train.name)
-            .field("sigma", &self.sigma)
+            .field("model", &self.model)
             .finish()
     }
 }
@@ -201,27 +195,19 @@ impl KnnTask {
                 format!("maps [N, {d}] to {out:?}; the k-NN task needs an embedding [N, E]"),
             ));
         }
-        if let SigmaModel::Learned(s) = &sigma {
-            let out = s.output_shape(&[2, d])?;
-            if out != [2, 1] {
-                return Err(DlmError::invalid(
-                    "sigma scorer",
-                    format!(
-                        "maps [N, {d}] to {out:?}, but it must give one value per query, [N, 1]"
-                    ),
-                ));
-            }
-        }
-        Ok(KnnTask {
-            epsilon: settings.estimator.epsilon,
-            settings,
-            data,
+        let model = PerturbedModel::new(
             structure,
             noise,
             loss,
             mu,
             sigma,
-            ws: Workspace::new(),
+            settings.estimator.clone(),
+        )?;
+        model.check_sigma_shape(&[2, d])?;
+        Ok(KnnTask {
+            settings,
+            data,
+            model,
         })
     }
 
@@ -235,36 +221,21 @@ impl KnnTask {
         &self.data
     }
 
-    /// The current eps.
-    pub fn epsilon(&self) -> f64 {
-        self.epsilon
+    /// The model (scorers, structure, noise, loss, current eps).
+    pub fn model(&self) -> &PerturbedModel {
+        &self.model
     }
 
-    /// The mu scorer.
-    pub fn mu(&self) -> &dyn crate::Scorer {
-        self.mu.as_ref()
-    }
-
-    /// The mu scorer, mutably.
-    pub fn mu_mut(&mut self) -> &mut dyn crate::Scorer {
-        self.mu.as_mut()
-    }
-
-    /// The noise-scale model.
-    pub fn sigma_model(&self) -> &SigmaModel {
-        &self.sigma
-    }
-
-    /// The noise-scale model, mutably.
-    pub fn sigma_model_mut(&mut self) -> &mut SigmaModel {
-        &mut self.sigma
+    /// The model, mutably (loading weights).
+    pub fn model_mut(&mut self) -> &mut PerturbedModel {
+        &mut self.model
     }
 
     /// Embeddings of all rows of `x` (inference, in chunks).
     pub fn embed(&mut self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
         let mut parts = Vec::new();
         for chunk in x.axis_chunks_iter(Axis(0), 2048) {
-            let e = self.mu.forward(chunk.into_dyn(), false)?;
+            let e = self.model.mu.forward(chunk.into_dyn(), false)?;
             parts.push(
                 e.into_dimensionality::<ndarray::Ix2>()
                     .map_err(|_| DlmError::invalid("mu scorer", "must return [N, E]"))?,
@@ -307,6 +278,7 @@ impl KnnTask {
         let idx: Vec<usize> = q.iter().chain(c).copied().collect();
         let x = train.images.select(Axis(0), &idx);
         let emb = self
+            .model
             .mu
             .forward(x.view().into_dyn(), true)?
             .into_dimensionality::<ndarray::Ix2>()
@@ -316,14 +288,7 @@ impl KnnTask {
         let mut theta = squared_distances(eq, ec);
         theta.mapv_inplace(|v| -v);
         let xq = x.slice(s![..nq, ..]).to_owned();
-        let sigma = match &mut self.sigma {
-            SigmaModel::Fixed(v) => Array1::from_elem(nq, *v),
-            SigmaModel::None => Array1::zeros(nq),
-            SigmaModel::Learned(s) => s
-                .forward(xq.view().into_dyn(), true)?
-                .into_shape_with_order(nq)
-                .map_err(|_| DlmError::invalid("sigma scorer", "must return [N, 1]"))?,
-        };
+        let sigma = self.model.sigmas(xq.view().into_dyn(), true)?;
         let targets: Vec<Target> = q
             .iter()
             .map(|&qi| Target {
@@ -335,25 +300,13 @@ impl KnnTask {
             })
             .collect();
         let ids: Vec<u64> = q.iter().map(|&i| i as u64).collect();
-        let mut est = self.settings.estimator.clone();
-        est.epsilon = self.epsilon;
-        let e = est.estimate(
-            &mut self.ws,
-            self.structure.as_ref(),
-            self.noise.as_ref(),
-            self.loss.as_ref(),
-            &Batch {
-                theta: theta.view().into_dyn(),
-                sigma: sigma.view(),
-                targets: &targets,
-                example_ids: &ids,
-            },
-            NoiseKey {
-                seed: self.settings.seed,
-                epoch,
-            },
-        )?;
-        self.epsilon = e.diagnostics.epsilon;
+        let key = NoiseKey {
+            seed: self.settings.seed,
+            epoch,
+        };
+        let e = self
+            .model
+            .estimate(theta.view().into_dyn(), sigma.view(), &targets, &ids, key)?;
         // Back-propagate d loss / d theta through theta_qj = -||e_q - e_j||^2 (mean over queries).
         let g = e
             .grad_theta
@@ -361,20 +314,14 @@ impl KnnTask {
             .expect("[Q, M]")
             / nq as f64;
         let grad_emb = distance_backward(g.view(), eq, ec);
-        self.mu.backward(grad_emb.view().into_dyn())?;
-        self.mu.step()?;
-        if let SigmaModel::Learned(s) = &mut self.sigma {
-            let gs = (&e.grad_sigma / nq as f64)
-                .into_shape_with_order((nq, 1))
-                .expect("nq");
-            s.backward(gs.view().into_dyn())?;
-            s.step()?;
-        }
+        self.model.mu.backward(grad_emb.view().into_dyn())?;
+        self.model.mu.step()?;
+        self.model.step_sigma(&e.grad_sigma, 1.0 / nq as f64)?;
         // Monitored loss: mismatches among the noiseless k nearest candidates.
         let mut active = Vec::new();
         let mut noiseless = 0.0;
         for (row, t) in theta.rows().into_iter().zip(&targets) {
-            self.structure.argmax(row.into_dyn(), &mut active)?;
+            self.model.structure.argmax(row.into_dyn(), &mut active)?;
             noiseless += active.iter().map(|&j| t.weights[j]).sum::<f64>();
         }
         Ok((
@@ -466,7 +413,7 @@ impl Task for KnnTask {
             loss: acc.0 / st,
             perturbed_loss: acc.1 / st,
             sigma: acc.2 / st,
-            epsilon: self.epsilon,
+            epsilon: self.model.epsilon(),
             zero_rate: acc.3 as f64 / acc.4.max(1) as f64,
         })
     }

@@ -7,15 +7,15 @@
 //! `n x n` potentials: `theta[j][p]` is the score of putting number `j` at position `p`.
 //! `sigma` maps the whole sequence (input `[B, n]`) to one noise scale.
 
-use super::SigmaModel;
+use super::{PerturbedModel, SigmaModel};
 use crate::error::{DlmError, Result};
-use crate::estimator::{Batch, DlmEstimator, NoiseKey, Workspace};
+use crate::estimator::{DlmEstimator, NoiseKey};
 use crate::loss::{Loss, Target};
 use crate::noise::NoiseModel;
 use crate::rng::{open01, rng_for, Stream};
 use crate::structure::StructuredArgmax;
 use crate::trainer::{EpochRecord, Task};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Ix3};
+use ndarray::{Array2, ArrayView2, Axis, Ix3};
 
 /// Settings of the sorting task.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,13 +113,7 @@ pub fn squared_sort_loss(x: &[f64], pos: &[usize]) -> f64 {
 /// The sorting experiment: components, settings and state.
 pub struct SortTask {
     settings: SortSettings,
-    structure: Box<dyn StructuredArgmax>,
-    noise: Box<dyn NoiseModel>,
-    loss: Box<dyn Loss>,
-    mu: Box<dyn crate::Scorer>,
-    sigma: SigmaModel,
-    epsilon: f64,
-    ws: Workspace,
+    model: PerturbedModel,
     train: Option<Array2<f64>>,
 }
 
@@ -127,8 +121,7 @@ impl std::fmt::Debug for SortTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SortTask")
             .field("settings", &self.settings)
-            .field("sigma", &self.sigma)
-            .field("epsilon", &self.epsilon)
+            .field("model", &self.model)
             .finish()
     }
 }
@@ -162,15 +155,15 @@ impl SortTask {
                 format!("maps [B, {n}, 1] to {out:?}, but the sorting task needs [B, {n}, {n}] (e.g. mlp:sizes=1-32-{n})"),
             ));
         }
-        if let SigmaModel::Learned(s) = &sigma {
-            let out = s.output_shape(&[settings.batch, n])?;
-            if out != [settings.batch, 1] {
-                return Err(DlmError::invalid(
-                    "sigma scorer",
-                    format!("maps [B, {n}] to {out:?}, but it must give one value per sequence, [B, 1] (e.g. mlp:sizes={n}-1,out=softplus)"),
-                ));
-            }
-        }
+        let model = PerturbedModel::new(
+            structure,
+            noise,
+            loss,
+            mu,
+            sigma,
+            settings.estimator.clone(),
+        )?;
+        model.check_sigma_shape(&[settings.batch, n])?;
         let train = (settings.train_size > 0).then(|| {
             uniform_sequences(
                 settings.train_size,
@@ -183,14 +176,8 @@ impl SortTask {
             )
         });
         Ok(SortTask {
-            epsilon: settings.estimator.epsilon,
             settings,
-            structure,
-            noise,
-            loss,
-            mu,
-            sigma,
-            ws: Workspace::new(),
+            model,
             train,
         })
     }
@@ -200,34 +187,14 @@ impl SortTask {
         &self.settings
     }
 
-    /// The current `eps` (it grows through zero-direction escapes).
-    pub fn epsilon(&self) -> f64 {
-        self.epsilon
+    /// The model (scorers, structure, noise, loss, current eps).
+    pub fn model(&self) -> &PerturbedModel {
+        &self.model
     }
 
-    /// Sets the current `eps` (e.g. when resuming from a saved model).
-    pub fn set_epsilon(&mut self, eps: f64) {
-        self.epsilon = eps;
-    }
-
-    /// The `mu` scorer.
-    pub fn mu(&self) -> &dyn crate::Scorer {
-        self.mu.as_ref()
-    }
-
-    /// The `mu` scorer, mutably (loading weights).
-    pub fn mu_mut(&mut self) -> &mut dyn crate::Scorer {
-        self.mu.as_mut()
-    }
-
-    /// The noise-scale model.
-    pub fn sigma_model(&self) -> &SigmaModel {
-        &self.sigma
-    }
-
-    /// The noise-scale model, mutably.
-    pub fn sigma_model_mut(&mut self) -> &mut SigmaModel {
-        &mut self.sigma
+    /// The model, mutably (loading weights).
+    pub fn model_mut(&mut self) -> &mut PerturbedModel {
+        &mut self.model
     }
 
     /// Potentials `[B, n, n]` for sequences `x` `[B, n]`.
@@ -237,25 +204,10 @@ impl SortTask {
             .to_owned()
             .into_shape_with_order((b, n, 1))
             .expect("same size");
-        let theta = self.mu.forward(input.into_dyn().view(), train)?;
+        let theta = self.model.mu.forward(input.into_dyn().view(), train)?;
         theta
             .into_dimensionality::<Ix3>()
             .map_err(|_| DlmError::invalid("mu scorer", "did not return a 3-d array"))
-    }
-
-    fn sigmas(&mut self, x: ArrayView2<'_, f64>, train: bool) -> Result<Array1<f64>> {
-        let b = x.nrows();
-        match &mut self.sigma {
-            SigmaModel::Fixed(v) => Ok(Array1::from_elem(b, *v)),
-            SigmaModel::None => Ok(Array1::zeros(b)),
-            SigmaModel::Learned(s) => {
-                let out = s.forward(x.into_dyn(), train)?;
-                let flat = out
-                    .into_shape_with_order(b)
-                    .map_err(|_| DlmError::invalid("sigma scorer", "must return [B, 1]"))?;
-                Ok(flat)
-            }
-        }
     }
 
     /// Noiseless predictions: for each sequence, the predicted position of every number.
@@ -263,7 +215,7 @@ impl SortTask {
         crate::error::ensure_finite("input sequences", &x.iter().copied().collect::<Vec<_>>())?;
         let theta = self.potentials(x, false)?;
         let n = self.settings.n;
-        let structure = self.structure.as_ref();
+        let structure = self.model.structure.as_ref();
         use rayon::prelude::*;
         (0..theta.shape()[0])
             .into_par_iter()
@@ -325,46 +277,29 @@ impl SortTask {
         let b = x.nrows();
         let n = self.settings.n;
         let theta = self.potentials(x, true)?;
-        let sigma = self.sigmas(x, true)?;
+        let sigma = self.model.sigmas(x.into_dyn(), true)?;
         let targets: Vec<Target> = x
             .axis_iter(Axis(0))
             .map(|r| sort_target(r.as_slice().expect("row")))
             .collect();
-        let mut est = self.settings.estimator.clone();
-        est.epsilon = self.epsilon;
-        let e = est.estimate(
-            &mut self.ws,
-            self.structure.as_ref(),
-            self.noise.as_ref(),
-            self.loss.as_ref(),
-            &Batch {
-                theta: theta.view().into_dyn(),
-                sigma: sigma.view(),
-                targets: &targets,
-                example_ids: ids,
-            },
-            NoiseKey {
-                seed: self.settings.seed,
-                epoch,
-            },
-        )?;
-        self.epsilon = e.diagnostics.epsilon;
+        let key = NoiseKey {
+            seed: self.settings.seed,
+            epoch,
+        };
+        let e = self
+            .model
+            .estimate(theta.view().into_dyn(), sigma.view(), &targets, ids, key)?;
+        // Gradients of the mean loss over the batch.
         let scale = 1.0 / b as f64;
-        self.mu.backward((&e.grad_theta * scale).view())?;
-        self.mu.step()?;
-        if let SigmaModel::Learned(s) = &mut self.sigma {
-            let g = (&e.grad_sigma * scale)
-                .into_shape_with_order((b, 1))
-                .expect("b");
-            s.backward(g.into_dyn().view())?;
-            s.step()?;
-        }
+        self.model.mu.backward((&e.grad_theta * scale).view())?;
+        self.model.mu.step()?;
+        self.model.step_sigma(&e.grad_sigma, scale)?;
         // Monitored loss: the official squared loss of the noiseless prediction on this batch.
         let mut task_loss = 0.0;
         let mut active = Vec::with_capacity(n);
         for (t, row) in theta.axis_iter(Axis(0)).zip(x.axis_iter(Axis(0))) {
-            self.structure.argmax(t.into_dyn(), &mut active)?;
-            let pos = self.structure.decode(&[n, n], &active);
+            self.model.structure.argmax(t.into_dyn(), &mut active)?;
+            let pos = self.model.structure.decode(&[n, n], &active);
             task_loss += squared_sort_loss(row.as_slice().expect("row"), &pos);
         }
         Ok((
@@ -420,7 +355,7 @@ impl Task for SortTask {
             loss: acc.0,
             perturbed_loss: acc.1,
             sigma: acc.2,
-            epsilon: self.epsilon,
+            epsilon: self.model.epsilon(),
             zero_rate: if acc.4 > 0 {
                 acc.3 as f64 / acc.4 as f64
             } else {
