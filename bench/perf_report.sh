@@ -30,3 +30,4 @@ for n in (5, 10, 15):
     m = statistics.median(s)
     print(f"sort d={n}: median {m*1e6:.0f} us/epoch over {len(s)} runs of 2000 epochs -> {ref[n]/m:.0f}x fewer seconds than the authors' PyTorch ({ref[n]} s)")
 PY
+python3 bench/results_tables.py

@@ -160,7 +160,11 @@ fn bench_matching(reg: &Registry, a: &MatchingArgs) -> Result<ExitCode> {
             }
             let single = problems(32, &[n, n], a.seed, n as u64);
             let us = time_single(s.as_ref(), &single, a.seconds)?;
-            let batch = problems((4096 / n).clamp(16, 256), &[n, n], a.seed, 1000 + n as u64);
+            // At least ~100 us of work per batch even for tiny n, so that the fork/join cost
+            // of the pool (a few us) does not dominate (819 problems at n = 5), and at least 64
+            // so that two threads get equal shares.
+            let size = (16384 / (n * n)).max(4096 / n).clamp(64, 1024);
+            let batch = problems(size, &[n, n], a.seed, 1000 + n as u64);
             for &t in &threads {
                 let per_sec = time_batch(s.as_ref(), &batch, t, a.seconds)?;
                 let row = json!({
