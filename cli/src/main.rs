@@ -95,3 +95,16 @@ fn run(plugins: &[PathBuf], command: Command) -> dlm_core::Result<ExitCode> {
         Command::Bench(a) => bench::bench(&reg, &a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Clap's own consistency checks (clashing option names between global and subcommand
+    /// options, bad defaults) run here rather than as a panic at the user's first call.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
