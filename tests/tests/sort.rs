@@ -112,3 +112,48 @@ fn training_without_noise_also_runs_and_fixed_sigma_is_reported() {
     .unwrap();
     assert!(r.history.iter().all(|e| e.sigma == 0.0));
 }
+
+#[test]
+fn a_fixed_training_set_is_one_pass_per_epoch_and_learns() {
+    let r = registry();
+    let mut t = SortTask::new(
+        SortSettings {
+            n: 4,
+            batch: 8,
+            train_size: 40,
+            estimator: DlmEstimator {
+                epsilon: -12.0,
+                draws: 3,
+                escape_factor: 1.1,
+                max_abs_epsilon: 1e3,
+            },
+            seed: 5,
+        },
+        r.structure(&Spec::named("matching")).unwrap(),
+        r.noise(&Spec::named("gumbel")).unwrap(),
+        r.loss(&Spec::named("hamming")).unwrap(),
+        r.scorer(&"mlp:sizes=1-32-4,lr=0.1,seed=5".parse().unwrap())
+            .unwrap(),
+        SigmaModel::Fixed(0.5),
+    )
+    .unwrap();
+    let rep = fit(
+        &mut t,
+        &FitOptions {
+            max_epochs: 60,
+            patience: 0,
+            min_delta: 0.0,
+            window: 1,
+        },
+        &mut |_: &EpochRecord, _: bool| {},
+    )
+    .unwrap();
+    assert_eq!(rep.epochs_run, 60);
+    // 5 steps of 8 sequences x 3 draws each per epoch.
+    assert!(rep
+        .history
+        .iter()
+        .all(|e| e.zero_rate >= 0.0 && e.zero_rate <= 1.0));
+    let m = t.evaluate(300, 0.0, 1.0, 1).unwrap();
+    assert!(m.prop_wrong < 0.05, "{m:?}");
+}
