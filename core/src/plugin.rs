@@ -29,7 +29,9 @@
 //! * Every object a plugin creates is wrapped (inside the plugin, by generic code of this
 //!   module monomorphised there) so that a panic in plugin code becomes
 //!   [`DlmError::PluginPanic`]: panics cannot unwind across two copies of the Rust runtime,
-//!   so they are caught on the plugin's side.
+//!   so they are caught on the plugin's side. Methods that return plain values rather than a
+//!   `Result` (`name`, `mean`, `variance`, `cdf`, `decode`, `num_params`, `params`, `grads`,
+//!   `zero_grad`, `device`) cannot report an error and must not panic.
 //! * Loaded libraries are never unloaded: objects from them may outlive the registry.
 
 use crate::config::{Config, Spec};
