@@ -81,6 +81,22 @@ struct LapFilesArgs {
     json: bool,
 }
 
+fn check_timing(seconds: f64, threads: &[usize]) -> Result<()> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err(DlmError::invalid(
+            "--seconds",
+            format!("{seconds}: give a duration in (0, 3600]"),
+        ));
+    }
+    if threads.is_empty() || threads.contains(&0) {
+        return Err(DlmError::invalid(
+            "--thread-counts",
+            "give thread counts of at least 1, e.g. 1,2",
+        ));
+    }
+    Ok(())
+}
+
 pub fn bench(reg: &Registry, a: &BenchArgs) -> Result<ExitCode> {
     match &a.what {
         BenchWhat::Matching(m) => bench_matching(reg, m),
@@ -151,6 +167,7 @@ fn time_batch(
 fn bench_matching(reg: &Registry, a: &MatchingArgs) -> Result<ExitCode> {
     let ns: Vec<usize> = parse_list(&a.n, "--n")?;
     let threads: Vec<usize> = parse_list(&a.thread_counts, "--thread-counts")?;
+    check_timing(a.seconds, &threads)?;
     let mut rows = Vec::new();
     for algo in a.algos.split(',').map(str::trim) {
         let s = reg.structure(&Spec::named("matching").with("algo", algo))?;
@@ -192,6 +209,7 @@ fn bench_matching(reg: &Registry, a: &MatchingArgs) -> Result<ExitCode> {
 fn bench_topk(reg: &Registry, a: &TopkArgs) -> Result<ExitCode> {
     let ms: Vec<usize> = parse_list(&a.m, "--m")?;
     let threads: Vec<usize> = parse_list(&a.thread_counts, "--thread-counts")?;
+    check_timing(a.seconds, &threads)?;
     let s = reg.structure(&Spec::named("topk").with("k", a.k))?;
     let mut rows = Vec::new();
     for &m in &ms {

@@ -193,15 +193,16 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn eval_knn(reg: &Registry, m: &ModelFile, p: &Path, json_out: bool) -> Result<ExitCode> {
-    let parse = |k: &str| -> Result<usize> {
-        m.get(k, p)?
-            .parse()
-            .map_err(|_| DlmError::format("model file", p, format!("'{k}' is not a number")))
-    };
+pub fn eval_knn(
+    reg: &Registry,
+    m: &ModelFile,
+    p: &Path,
+    data_dir: &Path,
+    json_out: bool,
+) -> Result<ExitCode> {
     let specs = KnnSpecs {
         data: m.get("data", p)?.into(),
-        k: parse("k")?,
+        k: m.parse("k", p)?,
         noise: m.get("noise", p)?.into(),
         mu: m.get("mu", p)?.into(),
         sigma_mode: m.get("sigma_mode", p)?.parse()?,
@@ -210,16 +211,16 @@ pub fn eval_knn(reg: &Registry, m: &ModelFile, p: &Path, json_out: bool) -> Resu
     let ks: Vec<usize> = parse_list(m.get("eval_k", p)?, "eval_k")?;
     let settings = KnnSettings {
         k: specs.k,
-        queries: parse("queries")?,
-        candidates: parse("candidates")?,
+        queries: m.parse("queries", p)?,
+        candidates: m.parse("candidates", p)?,
         estimator: DlmEstimator {
-            epsilon: m.get("epsilon", p)?.parse().unwrap_or(-0.1),
-            draws: parse("draws")?,
+            epsilon: m.parse("epsilon", p)?,
+            draws: m.parse("draws", p)?,
             ..DlmEstimator::default()
         },
-        seed: parse("seed")? as u64,
+        seed: m.parse("seed", p)?,
     };
-    let mut task = build(reg, &specs, settings, &data::default_data_dir())?;
+    let mut task = build(reg, &specs, settings, data_dir)?;
     task.model_mut().load_from(m, p)?;
     let metrics = task.evaluate(&ks)?;
     if json_out {

@@ -136,15 +136,18 @@ pub struct EvalArgs {
     /// A model written by `dlm train --save`.
     #[arg(long, value_name = "PATH")]
     load: PathBuf,
-    /// Test sequences.
+    /// Test sequences (sort models; k-NN models use the data set's test split).
     #[arg(long, default_value_t = 1000)]
     test_size: usize,
-    /// Range LO,HI of the uniform test numbers.
+    /// Range LO,HI of the uniform test numbers (sort models).
     #[arg(long, default_value = "0,1", allow_hyphen_values = true)]
     test_range: String,
-    /// Seed of the test set (default: the model's training seed).
+    /// Seed of the test set (sort models; default: the model's training seed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Where fetched data sets live (k-NN models) [default: $DLM_DATA_DIR or .data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -261,6 +264,9 @@ pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
 
 fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let range = parse_range(&a.test_range)?;
+    if a.test_size == 0 {
+        return Err(DlmError::invalid("--test-size", "must be at least 1"));
+    }
     let n = a.n;
     let (mu_lr, sigma_lr) = (a.mu_lr.unwrap_or(0.1), a.sigma_lr.unwrap_or(1e-6));
     let (epochs, patience) = (a.epochs.unwrap_or(2000), a.patience.unwrap_or(50));
@@ -408,7 +414,11 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
     let p = &a.load;
     let task_name = m.get("task", p)?;
     if task_name == "knn" {
-        return crate::knn::eval_knn(reg, &m, p, a.json);
+        let dir = a
+            .data_dir
+            .clone()
+            .unwrap_or_else(dlm_core::data::default_data_dir);
+        return crate::knn::eval_knn(reg, &m, p, &dir, a.json);
     }
     if task_name != "sort" {
         return Err(DlmError::format(
@@ -417,13 +427,8 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
             format!("unknown task '{task_name}'"),
         ));
     }
-    let parse_num = |k: &str| -> Result<f64> {
-        m.get(k, p)?
-            .parse()
-            .map_err(|_| DlmError::format("model file", p, format!("'{k}' is not a number")))
-    };
-    let n = parse_num("n")? as usize;
-    let seed = parse_num("seed")? as u64;
+    let n: usize = m.parse("n", p)?;
+    let seed: u64 = m.parse("seed", p)?;
     let specs = SortSpecs {
         n,
         structure: m.get("structure", p)?.into(),
@@ -436,11 +441,11 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
     let _: Spec = specs.mu.parse()?;
     let settings = SortSettings {
         n,
-        batch: parse_num("batch")? as usize,
+        batch: m.parse("batch", p)?,
         train_size: 0,
         estimator: DlmEstimator {
-            epsilon: parse_num("epsilon")?,
-            draws: parse_num("draws")? as usize,
+            epsilon: m.parse("epsilon", p)?,
+            draws: m.parse("draws", p)?,
             ..DlmEstimator::default()
         },
         seed,

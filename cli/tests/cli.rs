@@ -130,6 +130,9 @@ fn bad_input_gets_a_clear_error() {
     assert!(err_text(&["train", "--epsilon", "0", "--epochs", "1"]).contains("epsilon"));
     assert!(err_text(&["train", "--sigma", "fixed:-1", "--epochs", "1"]).contains("fixed:VALUE"));
     assert!(err_text(&["--plugin", "/nonexistent/libp.so", "plugins"]).contains("no such file"));
+    assert!(err_text(&["train", "--test-size", "0", "--epochs", "5"]).contains("--test-size"));
+    assert!(err_text(&["bench", "matching", "--seconds", "inf"]).contains("--seconds"));
+    assert!(err_text(&["bench", "matching", "--thread-counts", "0"]).contains("--thread-counts"));
 }
 
 #[test]

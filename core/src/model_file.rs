@@ -33,6 +33,21 @@ impl ModelFile {
             .ok_or_else(|| DlmError::format("model file", path, format!("header has no '{key}'")))
     }
 
+    /// A required header value parsed as `T` (integers stay exact: a seed is a `u64`).
+    pub fn parse<T: std::str::FromStr>(&self, key: &str, path: &Path) -> Result<T> {
+        let raw = self.get(key, path)?;
+        raw.parse().map_err(|_| {
+            DlmError::format(
+                "model file",
+                path,
+                format!(
+                    "header '{key}' = '{raw}' is not a valid {}",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+
     /// A section by name.
     pub fn section(&self, name: &str, path: &Path) -> Result<&[u8]> {
         self.sections

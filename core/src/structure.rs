@@ -34,8 +34,9 @@ pub trait StructuredArgmax: Send + Sync {
     /// Solves `theta` and the loss-augmented `theta_aug` (= `theta + eps * L`) together.
     ///
     /// The default makes two independent calls; solvers that can reuse the first solve (dual
-    /// variables, a warm start) override it. Both results must equal what two separate
-    /// [`argmax`](StructuredArgmax::argmax) calls return.
+    /// variables, a warm start) override it. Both results must be optimal (exact ties may be
+    /// broken differently from two separate [`argmax`](StructuredArgmax::argmax) calls) and
+    /// depend only on the two arrays, never on earlier calls.
     fn argmax_pair(
         &self,
         theta: ArrayViewD<'_, f64>,

@@ -40,9 +40,22 @@ impl Check {
 
     fn worst(name: &str, samples: usize, entries: &[(f64, f64, String)]) -> Check {
         // entries: (deviation, tolerance, detail); report the one with the largest ratio.
+        // deviation / tolerance, with 0/0 (an exactly known entry, e.g. a probability of 0)
+        // counted as 0 and x/0 as infinite, so that NaN can never hide a failing entry.
+        let ratio = |dev: f64, tol: f64| -> f64 {
+            if dev.is_nan() || tol.is_nan() {
+                f64::INFINITY
+            } else if dev == 0.0 {
+                0.0
+            } else if tol > 0.0 {
+                dev / tol
+            } else {
+                f64::INFINITY
+            }
+        };
         let (dev, tol, detail) = entries
             .iter()
-            .max_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)))
+            .max_by(|a, b| ratio(a.0, a.1).total_cmp(&ratio(b.0, b.1)))
             .cloned()
             .unwrap_or((f64::NAN, 0.0, "no entries".into()));
         Check {
@@ -538,4 +551,31 @@ pub fn check_dlm_monte_carlo(
         ));
     }
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Check;
+
+    #[test]
+    fn an_exactly_known_entry_cannot_hide_a_failing_one() {
+        // Entry 0: deviation 0 with tolerance 0 (a probability of exactly 0); entry 1 fails.
+        let c = Check::worst(
+            "t",
+            10,
+            &[
+                (0.0, 0.0, "exact".into()),
+                (1.0, 0.5, "bad".into()),
+                (0.1, 0.5, "ok".into()),
+            ],
+        );
+        assert_eq!(c.detail, "bad");
+        assert!(!c.pass());
+        let c = Check::worst(
+            "t",
+            10,
+            &[(0.0, 0.0, "exact".into()), (0.1, 0.5, "ok".into())],
+        );
+        assert!(c.pass(), "{c:?}");
+    }
 }

@@ -57,7 +57,10 @@ pub fn squared_distances(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Arra
     d.mapv_inplace(|v| -2.0 * v);
     for (mut row, &x) in d.rows_mut().into_iter().zip(&na) {
         for (v, &y) in row.iter_mut().zip(&nb) {
-            *v = (*v + x + y).max(0.0);
+            // Rounding can make a distance slightly negative; NaN must stay NaN (f64::max
+            // would turn it into 0 and hide a diverged network).
+            let d = *v + x + y;
+            *v = if d < 0.0 { 0.0 } else { d };
         }
     }
     d
@@ -87,7 +90,13 @@ pub fn knn_accuracy(
     ks: &[usize],
     classes: usize,
 ) -> Result<KnnMetrics> {
-    let kmax = ks.iter().copied().max().unwrap_or(1);
+    let kmax = ks.iter().copied().max().unwrap_or(0);
+    if kmax == 0 || ks.contains(&0) {
+        return Err(DlmError::invalid(
+            "k-NN evaluation",
+            format!("values of k must be positive, got {ks:?}"),
+        ));
+    }
     if train.nrows() < kmax || test.nrows() == 0 {
         return Err(DlmError::invalid(
             "k-NN evaluation",
@@ -241,6 +250,14 @@ impl KnnTask {
                     .map_err(|_| DlmError::invalid("mu scorer", "must return [N, E]"))?,
             );
         }
+        for p in &parts {
+            if p.iter().any(|v| !v.is_finite()) {
+                return Err(DlmError::Numerical {
+                    what: "embeddings".into(),
+                    message: "the mu network produced NaN or infinite values".into(),
+                });
+            }
+        }
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         ndarray::concatenate(Axis(0), &views)
             .map_err(|e| DlmError::invalid("embeddings", e.to_string()))
@@ -283,6 +300,10 @@ impl KnnTask {
             .forward(x.view().into_dyn(), true)?
             .into_dimensionality::<ndarray::Ix2>()
             .map_err(|_| DlmError::invalid("mu scorer", "must return [N, E]"))?;
+        crate::error::ensure_finite(
+            "embeddings (the mu network diverged; lower --mu-lr)",
+            emb.as_slice().unwrap_or(&[]),
+        )?;
         let eq = emb.slice(s![..nq, ..]);
         let ec = emb.slice(s![nq.., ..]);
         let mut theta = squared_distances(eq, ec);
@@ -454,6 +475,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn knn_accuracy_refuses_k_zero_and_keeps_nan_distances() {
+        let a = array![[0.0, 0.0], [1.0, 1.0]];
+        assert!(knn_accuracy(a.view(), &[0, 1], a.view(), &[0, 1], &[0], 2).is_err());
+        let acc = knn_accuracy(a.view(), &[0, 1], a.view(), &[0, 1], &[1], 2).unwrap();
+        assert_eq!(acc.accuracy, vec![(1, 1.0)]);
+        let nan = array![[f64::NAN, 0.0]];
+        assert!(squared_distances(nan.view(), a.view())
+            .iter()
+            .all(|v| v.is_nan()));
     }
 
     #[test]

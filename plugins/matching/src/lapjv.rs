@@ -160,6 +160,10 @@ pub fn solve_max(theta: &[f64], n: usize, ws: &mut LapWorkspace, col_of_row: &mu
     );
     ws.n = 0;
     ws.prepare(n);
+    // A cold solve forgets which warm-start candidate won before, so that a following
+    // solve_max_warm depends only on the two matrices, not on what this thread solved earlier
+    // (results must not depend on how work is spread over threads).
+    ws.warm_rows_first = false;
     if n == 1 {
         return finish_one(theta, ws, col_of_row);
     }
@@ -180,8 +184,8 @@ pub fn solve_max(theta: &[f64], n: usize, ws: &mut LapWorkspace, col_of_row: &mu
 /// * the previous row duals with fresh column maxima (exact when columns changed by
 ///   constants), keeping each column's previous row when still maximal.
 ///
-/// The candidate that won last time is tried first, and the second one only when the
-/// first leaves more than n/8 rows unassigned.
+/// The candidate that won last time (since the last [`solve_max`]) is tried first, and the
+/// second one only when the first leaves more than n/8 rows unassigned.
 ///
 /// # Panics
 /// As [`solve_max`].

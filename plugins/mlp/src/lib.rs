@@ -177,9 +177,14 @@ impl Scorer for MlpScorer {
         if len > (1 << 34) {
             return Err(bad(format!("implausible length {len}")));
         }
-        let mut bytes = vec![0u8; len as usize];
-        r.read_exact(&mut bytes)
-            .map_err(|e| bad(format!("truncated ({e})")))?;
+        // Read through `take` so that a corrupt length cannot make us allocate it up front.
+        let mut bytes = Vec::new();
+        r.take(len)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(format!("unreadable ({e})")))?;
+        if bytes.len() as u64 != len {
+            return Err(bad(format!("truncated: {} of {len} bytes", bytes.len())));
+        }
         let net = Mlp::from_bytes(&bytes).map_err(bad)?;
         if net.sizes() != self.net.sizes() {
             return Err(bad(format!(
