@@ -53,5 +53,13 @@ for head, new in [("| d | ours, µs per epoch", stab), ("| n | LAPJV µs/solve",
 i = md.index("The batch speed-up on 2 cores is")
 j = md.index(" (target 1.8x)", i)
 md = md[:i] + f"The batch speed-up on 2 cores is {min(sp):.2f}-{max(sp):.2f}x" + md[j:]
+big = [r for r in rows if r["n"] >= 50]
+r64 = [r["ours_over_lapjv"] for r in big]
+r32 = [r["ours_us"] / r["lapjv_f32_us"] for r in big]
+i = md.index("Target ours/lapjv <= 1.0 at n = 50, 100, 200:")
+j = md.index("float32 mode).", i) + len("float32 mode).")
+verdict = "met" if max(r64) <= 1.0 else "NOT met"
+md = md[:i] + (f"Target ours/lapjv <= 1.0 at n = 50, 100, 200: {verdict} ({min(r64):.2f}-{max(r64):.2f}; "
+               f"{min(r32):.2f}-{max(r32):.2f} against lapjv's\nfloat32 mode).") + md[j:]
 open("docs/results.md", "w").write(md)
 print(stab, mtab, ctab, ttab, sep="\n\n")
