@@ -325,3 +325,31 @@ fn bench_matching_prints_one_object_per_configuration() {
     ]);
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn large_seeds_survive_the_model_file_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("s.dlm");
+    let m = model.to_str().unwrap();
+    // 2^60 + 1 is not representable as f64: the header must be parsed as an integer.
+    let seed = "1152921504606846977";
+    let t = ok_json(&[
+        "train",
+        "--n",
+        "4",
+        "--epochs",
+        "5",
+        "--seed",
+        seed,
+        "--test-size",
+        "50",
+        "--save",
+        m,
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(t["seed"].as_u64().unwrap(), 1152921504606846977);
+    let e = ok_json(&["eval", "--load", m, "--test-size", "50", "--json"]);
+    assert_eq!(e["seed"].as_u64().unwrap(), 1152921504606846977);
+    assert_eq!(e["test"], t["test"]);
+}

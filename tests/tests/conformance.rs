@@ -237,3 +237,52 @@ fn warm_started_augmented_solve_equals_a_cold_solve() {
         }
     }
 }
+
+#[test]
+fn warm_started_pairs_do_not_depend_on_earlier_solves() {
+    let s = Matching::new(Algo::Lapjv, true);
+    let mut rng = rng_for(11, Stream::Other, &[3]);
+    let n = 12;
+    let make = |rng: &mut DlmRng, ties: bool| {
+        let t = ArrayD::from_shape_fn(IxDyn(&[n, n]), |_| {
+            let u = open01(rng);
+            if ties {
+                (u * 3.0).floor()
+            } else {
+                u
+            }
+        });
+        let mut a = t.clone();
+        for i in 0..n {
+            a[[i, (i * 5 + 1) % n]] += 0.7;
+            for j in 0..n {
+                a[[i, j]] += 0.1 * i as f64;
+            }
+        }
+        (t, a)
+    };
+    let probe: Vec<_> = (0..10).map(|_| make(&mut rng, true)).collect();
+    let solve_all = |probe: &[(ArrayD<f64>, ArrayD<f64>)]| -> Vec<(Vec<usize>, Vec<usize>)> {
+        probe
+            .iter()
+            .map(|(t, a)| {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                s.argmax_pair(t.view(), a.view(), &mut x, &mut y).unwrap();
+                (x, y)
+            })
+            .collect()
+    };
+    let first = solve_all(&probe);
+    // Many other warm-started pairs on this thread in between, then the same inputs again,
+    // in reverse order.
+    for _ in 0..50 {
+        let (t, a) = make(&mut rng, false);
+        s.argmax_pair(t.view(), a.view(), &mut Vec::new(), &mut Vec::new())
+            .unwrap();
+    }
+    let mut rev: Vec<_> = probe.iter().rev().cloned().collect();
+    let mut again = solve_all(&rev);
+    again.reverse();
+    rev.clear();
+    assert_eq!(first, again);
+}

@@ -208,3 +208,30 @@ pub fn register(r: &mut Registrar<'_>) -> Result<()> {
 }
 
 dlm_core::export_plugin!(register);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_length_is_an_error_not_a_huge_allocation() {
+        let cfg = dlm_core::Spec::named("mlp").with("sizes", "2-3-1").config();
+        let mut s = MlpScorer::from_config(&cfg).unwrap();
+        let mut bytes = Vec::new();
+        s.save(&mut bytes).unwrap();
+        // Claim 2^40 bytes of weights but provide the real ones only.
+        bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let err = s.load(&mut bytes.as_slice()).unwrap_err();
+        assert!(
+            err.to_string().contains("implausible") || err.to_string().contains("truncated"),
+            "{err}"
+        );
+        // A length just past the data is reported as truncated.
+        let mut ok = Vec::new();
+        s.save(&mut ok).unwrap();
+        let len = u64::from_le_bytes(ok[..8].try_into().unwrap());
+        ok[..8].copy_from_slice(&(len + 5).to_le_bytes());
+        let err = s.load(&mut ok.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}
