@@ -16,6 +16,17 @@ fn registry() -> Registry {
     r
 }
 
+/// Trains for exactly `epochs` epochs (no early stopping).
+fn run(t: &mut SortTask, epochs: u64) -> dlm_core::trainer::FitReport {
+    let options = FitOptions {
+        max_epochs: epochs,
+        patience: 0,
+        min_delta: 0.0,
+        window: 1,
+    };
+    fit(t, &options, &mut |_: &EpochRecord, _: bool| {}).unwrap()
+}
+
 fn task(n: usize, seed: u64, sigma: SigmaModel) -> SortTask {
     let r = registry();
     SortTask::new(
@@ -86,30 +97,10 @@ fn short_training_run_learns_to_sort() {
 #[test]
 fn training_without_noise_also_runs_and_fixed_sigma_is_reported() {
     let mut t = task(4, 3, SigmaModel::Fixed(0.5));
-    let r = fit(
-        &mut t,
-        &FitOptions {
-            max_epochs: 20,
-            patience: 0,
-            min_delta: 0.0,
-            window: 1,
-        },
-        &mut |_: &EpochRecord, _: bool| {},
-    )
-    .unwrap();
+    let r = run(&mut t, 20);
     assert!(r.history.iter().all(|e| e.sigma == 0.5));
     let mut t = task(4, 3, SigmaModel::None);
-    let r = fit(
-        &mut t,
-        &FitOptions {
-            max_epochs: 20,
-            patience: 0,
-            min_delta: 0.0,
-            window: 1,
-        },
-        &mut |_: &EpochRecord, _: bool| {},
-    )
-    .unwrap();
+    let r = run(&mut t, 20);
     assert!(r.history.iter().all(|e| e.sigma == 0.0));
 }
 
