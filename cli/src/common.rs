@@ -1,7 +1,7 @@
 //! Shared pieces of the commands: the registry, array input, JSON output.
 
-use dlm_core::tasks::{SigmaMode, SigmaModel};
 use dlm_core::{DlmError, Registry, Result};
+use dlm_tasks::{NoiseScale, SigmaChoice};
 use ndarray::{ArrayD, IxDyn};
 use std::path::{Path, PathBuf};
 
@@ -23,11 +23,11 @@ pub fn registry(plugins: &[PathBuf]) -> Result<Registry> {
 }
 
 /// The noise-scale model of a `--sigma` mode; `learned` creates the scorer `spec`.
-pub fn sigma_model(reg: &Registry, mode: SigmaMode, spec: &str) -> Result<SigmaModel> {
+pub fn sigma_model(reg: &Registry, mode: SigmaChoice, spec: &str) -> Result<NoiseScale> {
     Ok(match mode {
-        SigmaMode::Learned => SigmaModel::Learned(reg.scorer(&spec.parse()?)?),
-        SigmaMode::Fixed(v) => SigmaModel::Fixed(v),
-        SigmaMode::None => SigmaModel::None,
+        SigmaChoice::Learned => NoiseScale::Learned(reg.scorer(&spec.parse()?)?),
+        SigmaChoice::Fixed(v) => NoiseScale::Fixed(v),
+        SigmaChoice::None => NoiseScale::None,
     })
 }
 

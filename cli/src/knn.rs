@@ -3,12 +3,12 @@
 use crate::common::{num, parse_list, print_json};
 use crate::plot;
 use crate::train::{check_writable, Progress, TrainArgs};
-use dlm_core::data;
-use dlm_core::model_file::ModelFile;
-use dlm_core::tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
-use dlm_core::tasks::SigmaMode;
-use dlm_core::trainer::{fit, EpochRecord, FitOptions};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
+use dlm_tasks::data;
+use dlm_tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
+use dlm_tasks::model_file::ModelFile;
+use dlm_tasks::trainer::{fit, EpochRecord, FitOptions};
+use dlm_tasks::SigmaChoice;
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,7 +18,7 @@ struct KnnSpecs {
     k: usize,
     noise: String,
     mu: String,
-    sigma_mode: SigmaMode,
+    sigma_mode: SigmaChoice,
     sigma_net: String,
 }
 
@@ -68,7 +68,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let n_train = probe.train.len();
     drop(probe);
     let mu_lr = a.mu_lr.unwrap_or(1e-3);
-    let sigma_mode = a.sigma.unwrap_or(SigmaMode::Fixed(0.3));
+    let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Fixed(0.3));
     let draws = a.draws.unwrap_or(1);
     let sigma_lr = a.sigma_lr.unwrap_or(1e-5);
     let default_cand = if a.data == "cifar10" { 600 } else { 800 };

@@ -77,9 +77,22 @@ fn main() -> ExitCode {
     match pool.install(|| run(&cli.plugins, cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}{}", cli_hint(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The engine's errors do not know the command line; this adds the flag that fixes them.
+fn cli_hint(e: &dlm_core::DlmError) -> &'static str {
+    match e {
+        dlm_core::DlmError::UnknownComponent { .. } => {
+            " (--plugin PATH or DLM_PLUGIN_PATH; `dlm plugins` lists what is registered)"
+        }
+        dlm_core::DlmError::Unsupported { what, .. } if what.starts_with("device") => {
+            " (--device cpu)"
+        }
+        _ => "",
     }
 }
 

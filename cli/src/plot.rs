@@ -1,8 +1,8 @@
 //! Training curves as SVG (plotters).
 
-use dlm_core::model_file::write_atomic;
-use dlm_core::trainer::EpochRecord;
 use dlm_core::{DlmError, Result};
+use dlm_tasks::model_file::write_atomic;
+use dlm_tasks::trainer::EpochRecord;
 use plotters::prelude::*;
 use std::path::Path;
 

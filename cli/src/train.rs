@@ -3,11 +3,11 @@
 use crate::common::{num, print_json};
 use crate::plot;
 use clap::{Args, ValueEnum};
-use dlm_core::model_file::ModelFile;
-use dlm_core::tasks::sort::{SortMetrics, SortSettings, SortTask};
-use dlm_core::tasks::SigmaMode;
-use dlm_core::trainer::{fit, EpochRecord, FitOptions, FitReport};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
+use dlm_tasks::model_file::ModelFile;
+use dlm_tasks::sort::{SortMetrics, SortSettings, SortTask};
+use dlm_tasks::trainer::{fit, EpochRecord, FitOptions, FitReport};
+use dlm_tasks::SigmaChoice;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::IsTerminal;
@@ -75,7 +75,7 @@ pub struct TrainArgs {
     /// Noise scale: learned (a network), fixed:VALUE, or none (no noise)
     /// [default: sort learned, knn fixed:0.3 (see docs/results.md)].
     #[arg(long)]
-    pub(crate) sigma: Option<SigmaMode>,
+    pub(crate) sigma: Option<SigmaChoice>,
     /// Structure (default for sort: matching).
     #[arg(long)]
     pub(crate) structure: Option<String>,
@@ -171,7 +171,7 @@ struct SortSpecs {
     noise: String,
     loss: String,
     mu: String,
-    sigma_mode: SigmaMode,
+    sigma_mode: SigmaChoice,
     sigma_net: String,
 }
 
@@ -274,7 +274,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         .noise
         .clone()
         .unwrap_or_else(|| "gumbel:variance=3".into());
-    let sigma_mode = a.sigma.unwrap_or(SigmaMode::Learned);
+    let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Learned);
     let draws = a.draws.unwrap_or(5);
     let specs = SortSpecs {
         n,
@@ -417,7 +417,7 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
         let dir = a
             .data_dir
             .clone()
-            .unwrap_or_else(dlm_core::data::default_data_dir);
+            .unwrap_or_else(dlm_tasks::data::default_data_dir);
         return crate::knn::eval_knn(reg, &m, p, &dir, a.json);
     }
     if task_name != "sort" {

@@ -3,8 +3,8 @@
 use crate::common::{num, print_json};
 use clap::Args;
 use dlm_core::rng::{open01, rng_for, Stream};
-use dlm_core::verify::{self, Check};
 use dlm_core::{Registry, Result, Spec, Target};
+use dlm_testkit::theory::{self as verify, Check};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::json;
 use std::process::ExitCode;

@@ -49,7 +49,7 @@ pub enum DlmError {
         hint: String,
     },
     /// A name that no plugin registered.
-    #[error("no {kind} named '{name}' is registered (available: {available}); load the plugin that provides it with --plugin PATH or DLM_PLUGIN_PATH")]
+    #[error("no {kind} named '{name}' is registered (available: {available}); load the plugin library that provides it")]
     UnknownComponent {
         /// structure, noise, loss or scorer.
         kind: &'static str,

@@ -15,27 +15,23 @@
 //! `d E[l] / d theta`.
 
 pub mod config;
-pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod loss;
-pub mod model_file;
 pub mod noise;
 pub mod plugin;
 pub mod predictor;
 pub mod rng;
 pub mod scorer;
 pub mod structure;
-pub mod tasks;
-pub mod trainer;
-pub mod verify;
 
 pub use config::{Config, Spec};
 pub use error::{ensure_finite, DlmError, Result};
-pub use estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey};
+pub use estimator::{Batch, Diagnostics, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
 pub use loss::{Loss, Target};
 pub use noise::{NoiseModel, EULER_GAMMA};
-pub use plugin::{Registrar, Registry};
+pub use plugin::{Kind, Registrar, Registry};
+pub use predictor::{perturb_and_map, sample, SampleSummary, Scratch};
 pub use rng::DlmRng;
 pub use scorer::Scorer;
-pub use structure::StructuredArgmax;
+pub use structure::{score, write_phi, StructuredArgmax};

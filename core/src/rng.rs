@@ -28,8 +28,10 @@ pub enum Stream {
     Other = 6,
 }
 
+/// One step of the SplitMix64 generator (Steele, Lea & Flood 2014): advances `x` and returns
+/// a well-mixed 64-bit value. The one copy in `dlm`, used for seeding and small initialisers.
 #[inline]
-fn splitmix64(x: &mut u64) -> u64 {
+pub fn splitmix64(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *x;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -79,4 +81,13 @@ pub fn noise_rng(seed: u64, epoch: u64, example: u64, draw: u64) -> DlmRng {
 pub fn open01(rng: &mut DlmRng) -> f64 {
     use rand::RngCore;
     ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
+/// In-place Fisher-Yates shuffle driven by [`open01`] (the one shuffle of `dlm`, so every task
+/// orders its data the same way for a given generator).
+pub fn shuffle<T>(rng: &mut DlmRng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let j = ((open01(rng) * (i + 1) as f64) as usize).min(i);
+        v.swap(i, j);
+    }
 }

@@ -59,7 +59,7 @@ pub trait Scorer: Send {
             Err(DlmError::Unsupported {
                 component: format!("scorer '{}'", self.name()),
                 what: format!("device '{device}'"),
-                hint: "use --device cpu, or a scorer from the torch plugin for GPUs".into(),
+                hint: "keep it on cpu, or use a scorer that supports other devices (the torch plugin)".into(),
             })
         }
     }

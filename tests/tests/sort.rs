@@ -1,10 +1,10 @@
 //! A short sorting run must reach a low loss: a broken estimator (wrong sign, wrong scaling,
 //! gradients sent to the wrong entries) cannot pass this.
 
-use dlm_core::tasks::sort::{SortSettings, SortTask};
-use dlm_core::tasks::SigmaModel;
-use dlm_core::trainer::{fit, EpochRecord, FitOptions};
 use dlm_core::{DlmEstimator, Registry, Spec};
+use dlm_tasks::sort::{SortSettings, SortTask};
+use dlm_tasks::trainer::{fit, EpochRecord, FitOptions};
+use dlm_tasks::NoiseScale;
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -17,7 +17,7 @@ fn registry() -> Registry {
 }
 
 /// Trains for exactly `epochs` epochs (no early stopping).
-fn run(t: &mut SortTask, epochs: u64) -> dlm_core::trainer::FitReport {
+fn run(t: &mut SortTask, epochs: u64) -> dlm_tasks::trainer::FitReport {
     let options = FitOptions {
         max_epochs: epochs,
         patience: 0,
@@ -27,7 +27,7 @@ fn run(t: &mut SortTask, epochs: u64) -> dlm_core::trainer::FitReport {
     fit(t, &options, &mut |_: &EpochRecord, _: bool| {}).unwrap()
 }
 
-fn task(n: usize, seed: u64, sigma: SigmaModel) -> SortTask {
+fn task(n: usize, seed: u64, sigma: NoiseScale) -> SortTask {
     let r = registry();
     SortTask::new(
         SortSettings {
@@ -59,7 +59,7 @@ fn task(n: usize, seed: u64, sigma: SigmaModel) -> SortTask {
 #[test]
 fn short_training_run_learns_to_sort() {
     let r = registry();
-    let sigma = SigmaModel::Learned(
+    let sigma = NoiseScale::Learned(
         r.scorer(
             &"mlp:sizes=5-1,out=softplus,opt=sgd,lr=1e-6,seed=8"
                 .parse()
@@ -96,10 +96,10 @@ fn short_training_run_learns_to_sort() {
 
 #[test]
 fn training_without_noise_also_runs_and_fixed_sigma_is_reported() {
-    let mut t = task(4, 3, SigmaModel::Fixed(0.5));
+    let mut t = task(4, 3, NoiseScale::Fixed(0.5));
     let r = run(&mut t, 20);
     assert!(r.history.iter().all(|e| e.sigma == 0.5));
-    let mut t = task(4, 3, SigmaModel::None);
+    let mut t = task(4, 3, NoiseScale::None);
     let r = run(&mut t, 20);
     assert!(r.history.iter().all(|e| e.sigma == 0.0));
 }
@@ -125,7 +125,7 @@ fn a_fixed_training_set_is_one_pass_per_epoch_and_learns() {
         r.loss(&Spec::named("hamming")).unwrap(),
         r.scorer(&"mlp:sizes=1-32-4,lr=0.1,seed=5".parse().unwrap())
             .unwrap(),
-        SigmaModel::Fixed(0.5),
+        NoiseScale::Fixed(0.5),
     )
     .unwrap();
     let rep = fit(

@@ -4,11 +4,11 @@
 
 use dlm_core::estimator::{Batch, NoiseKey};
 use dlm_core::rng::DlmRng;
-use dlm_core::verify::{self, Check};
 use dlm_core::{DlmEstimate, NoiseModel, Result, StructuredArgmax, Target};
 use dlm_plugin_argmax::{Argmax, ZeroOne};
 use dlm_plugin_matching::{Algo, Hamming, Matching};
 use dlm_plugin_noise::Gumbel;
+use dlm_testkit::theory::{self as verify, Check};
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestRng, TestRunner};

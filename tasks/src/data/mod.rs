@@ -15,7 +15,7 @@
 //! cache is [`default_data_dir`] (`$DLM_DATA_DIR`, else `<repo>/.data`).
 //!
 //! ```
-//! let split = dlm_core::data::load("digits", &dlm_core::data::default_data_dir()).unwrap();
+//! let split = dlm_tasks::data::load("digits", &dlm_tasks::data::default_data_dir()).unwrap();
 //! assert_eq!(split.train.len() + split.test.len(), 1797);
 //! assert_eq!(split.train.shape, [1, 8, 8]);
 //! ```
@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Axis};
 
-use crate::error::{DlmError, Result};
-use crate::rng::{open01, rng_for, DlmRng, Stream};
+use dlm_core::error::{DlmError, Result};
+use dlm_core::rng::{rng_for, shuffle, Stream};
 
 pub mod cifar;
 pub mod digits;
@@ -173,7 +173,7 @@ impl Dataset {
         let quota = apportion(&self.class_counts(), n_test, n);
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = rng_for(seed, Stream::Shuffle, &[SPLIT_COUNTER]);
-        shuffle(&mut order, &mut rng);
+        shuffle(&mut rng, &mut order);
         let mut taken = vec![0usize; self.classes];
         let (mut test, mut train) = (Vec::with_capacity(n_test), Vec::with_capacity(n - n_test));
         for i in order {
@@ -194,14 +194,6 @@ impl Dataset {
 
 /// Counter that keys the split's shuffle, apart from any per-epoch shuffling.
 const SPLIT_COUNTER: u64 = 0x5350_4c49_5400_0000; // "SPLIT"
-
-/// In-place Fisher-Yates shuffle driven by [`open01`].
-fn shuffle(v: &mut [usize], rng: &mut DlmRng) {
-    for i in (1..v.len()).rev() {
-        let j = ((open01(rng) * (i + 1) as f64) as usize).min(i);
-        v.swap(i, j);
-    }
-}
 
 /// Splits `total` over classes in proportion to `counts` (summing to `n`), by largest
 /// remainder (ties to the lower class), never giving a class more than it has.

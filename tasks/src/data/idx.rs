@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use ndarray::{Array2, Array3};
 
 use super::{Dataset, Split};
-use crate::error::{DlmError, Result};
+use dlm_core::error::{DlmError, Result};
 
 /// Magic number of an IDX file of unsigned-byte images `[N, rows, cols]`.
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;

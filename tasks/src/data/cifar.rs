@@ -11,7 +11,7 @@ use std::path::Path;
 use ndarray::{concatenate, Array2, Axis};
 
 use super::{Dataset, Split};
-use crate::error::{DlmError, Result};
+use dlm_core::error::{DlmError, Result};
 
 /// Pixels per CIFAR image (3 x 32 x 32).
 pub const CIFAR_PIXELS: usize = 3 * 32 * 32;

@@ -8,12 +8,12 @@
 //! The checks take the sampler or estimator under test as a parameter, so a test can feed a
 //! deliberately wrong one (a flipped `eps`, a missing factor of `sigma`) and see them fail.
 
-use crate::error::{DlmError, Result};
-use crate::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
-use crate::loss::{Loss, Target};
-use crate::noise::NoiseModel;
-use crate::rng::{rng_for, DlmRng, Stream};
-use crate::structure::StructuredArgmax;
+use dlm_core::error::{DlmError, Result};
+use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
+use dlm_core::loss::{Loss, Target};
+use dlm_core::noise::NoiseModel;
+use dlm_core::rng::{rng_for, DlmRng, Stream};
+use dlm_core::structure::StructuredArgmax;
 use ndarray::{Array1, ArrayD, IxDyn};
 use rayon::prelude::*;
 

@@ -7,14 +7,14 @@
 //! `n x n` potentials: `theta[j][p]` is the score of putting number `j` at position `p`.
 //! `sigma` maps the whole sequence (input `[B, n]`) to one noise scale.
 
-use super::{PerturbedModel, SigmaModel};
-use crate::error::{DlmError, Result};
-use crate::estimator::{DlmEstimator, NoiseKey};
-use crate::loss::{Loss, Target};
-use crate::noise::NoiseModel;
-use crate::rng::{open01, rng_for, Stream};
-use crate::structure::StructuredArgmax;
+use crate::model::{IdentityMap, NoiseScale, PerturbedModel, StepInput, StepStats};
 use crate::trainer::{EpochRecord, Task};
+use dlm_core::error::{DlmError, Result};
+use dlm_core::estimator::{DlmEstimator, NoiseKey};
+use dlm_core::loss::{Loss, Target};
+use dlm_core::noise::NoiseModel;
+use dlm_core::rng::{open01, rng_for, shuffle, Stream};
+use dlm_core::structure::StructuredArgmax;
 use ndarray::{Array2, ArrayView2, Axis, Ix3};
 
 /// Settings of the sorting task.
@@ -133,8 +133,8 @@ impl SortTask {
         structure: Box<dyn StructuredArgmax>,
         noise: Box<dyn NoiseModel>,
         loss: Box<dyn Loss>,
-        mu: Box<dyn crate::Scorer>,
-        sigma: SigmaModel,
+        mu: Box<dyn dlm_core::Scorer>,
+        sigma: NoiseScale,
     ) -> Result<Self> {
         settings.estimator.validate()?;
         let n = settings.n;
@@ -212,7 +212,7 @@ impl SortTask {
 
     /// Noiseless predictions: for each sequence, the predicted position of every number.
     pub fn predict(&mut self, x: ArrayView2<'_, f64>) -> Result<Vec<Vec<usize>>> {
-        crate::error::ensure_finite("input sequences", &x.iter().copied().collect::<Vec<_>>())?;
+        dlm_core::error::ensure_finite("input sequences", &x.iter().copied().collect::<Vec<_>>())?;
         let theta = self.potentials(x, false)?;
         let n = self.settings.n;
         let structure = self.model.structure.as_ref();
@@ -266,56 +266,45 @@ impl SortTask {
         })
     }
 
-    /// One training step on a batch; returns (monitored loss, perturbed loss, mean sigma,
-    /// zero directions, draws).
-    fn step(
-        &mut self,
-        x: ArrayView2<'_, f64>,
-        ids: &[u64],
-        epoch: u64,
-    ) -> Result<(f64, f64, f64, usize, usize)> {
-        let b = x.nrows();
-        let n = self.settings.n;
-        let theta = self.potentials(x, true)?;
-        let sigma = self.model.sigmas(x.into_dyn(), true)?;
+    /// One training step on a batch (the shared [`PerturbedModel::train_step`]); the monitored
+    /// loss is the official squared loss of the noiseless predictions.
+    fn step(&mut self, x: ArrayView2<'_, f64>, ids: &[u64], epoch: u64) -> Result<StepTotals> {
+        let (b, n) = x.dim();
+        let input = x
+            .to_owned()
+            .into_shape_with_order((b, n, 1))
+            .expect("same size")
+            .into_dyn();
         let targets: Vec<Target> = x
             .axis_iter(Axis(0))
             .map(|r| sort_target(r.as_slice().expect("row")))
             .collect();
-        let key = NoiseKey {
-            seed: self.settings.seed,
-            epoch,
-        };
-        let e = self
-            .model
-            .estimate(theta.view().into_dyn(), sigma.view(), &targets, ids, key)?;
-        // Gradients of the mean loss over the batch.
-        let scale = 1.0 / b as f64;
-        self.model.mu.backward((&e.grad_theta * scale).view())?;
-        self.model.mu.step()?;
-        self.model.step_sigma(&e.grad_sigma, scale)?;
-        // Monitored loss: the official squared loss of the noiseless prediction on this batch.
+        let stats = self.model.train_step(
+            StepInput {
+                x_mu: input.view(),
+                x_sigma: x.into_dyn(),
+                targets: &targets,
+                example_ids: ids,
+                key: NoiseKey {
+                    seed: self.settings.seed,
+                    epoch,
+                },
+            },
+            &mut IdentityMap::new(None),
+        )?;
         let mut task_loss = 0.0;
-        let mut active = Vec::with_capacity(n);
-        for (t, row) in theta.axis_iter(Axis(0)).zip(x.axis_iter(Axis(0))) {
-            self.model.structure.argmax(t.into_dyn(), &mut active)?;
-            let pos = self.model.structure.decode(&[n, n], &active);
+        for (active, row) in stats.predictions.iter().zip(x.axis_iter(Axis(0))) {
+            let pos = self.model.structure.decode(&[n, n], active);
             task_loss += squared_sort_loss(row.as_slice().expect("row"), &pos);
         }
-        Ok((
-            task_loss * scale,
-            e.loss.mean().unwrap_or(0.0),
-            sigma.mean().unwrap_or(0.0),
-            e.diagnostics.zero_directions,
-            e.diagnostics.total_draws,
-        ))
+        Ok(StepTotals::of(&stats, task_loss, b))
     }
 }
 
 impl Task for SortTask {
     fn train_epoch(&mut self, epoch: u64) -> Result<EpochRecord> {
         let (n, bsz, seed) = (self.settings.n, self.settings.batch, self.settings.seed);
-        let mut acc = (0.0, 0.0, 0.0, 0usize, 0usize);
+        let mut acc = StepTotals::default();
         match self.train.take() {
             None => {
                 let x = uniform_sequences(bsz, n, 0.0, 1.0, seed, Stream::TrainData, epoch + 1);
@@ -324,44 +313,67 @@ impl Task for SortTask {
             }
             Some(train) => {
                 let mut order: Vec<usize> = (0..train.nrows()).collect();
-                let mut rng = rng_for(seed, Stream::Shuffle, &[epoch]);
-                for i in (1..order.len()).rev() {
-                    let j = (open01(&mut rng) * (i + 1) as f64) as usize;
-                    order.swap(i, j.min(i));
-                }
+                shuffle(&mut rng_for(seed, Stream::Shuffle, &[epoch]), &mut order);
                 let result = (|| -> Result<()> {
                     for chunk in order.chunks(bsz) {
                         let x = train.select(Axis(0), chunk);
                         let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
-                        let r = self.step(x.view(), &ids, epoch)?;
-                        acc.0 += r.0 * chunk.len() as f64;
-                        acc.1 += r.1 * chunk.len() as f64;
-                        acc.2 += r.2 * chunk.len() as f64;
-                        acc.3 += r.3;
-                        acc.4 += r.4;
+                        acc.add(&self.step(x.view(), &ids, epoch)?);
                     }
                     Ok(())
                 })();
-                let total = train.nrows() as f64;
                 self.train = Some(train);
                 result?;
-                acc.0 /= total;
-                acc.1 /= total;
-                acc.2 /= total;
             }
         }
-        Ok(EpochRecord {
+        Ok(acc.record(epoch, self.model.epsilon()))
+    }
+}
+
+/// Sums of [`StepStats`] over the steps of an epoch (weighted by batch size).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct StepTotals {
+    monitored: f64,
+    perturbed: f64,
+    sigma: f64,
+    examples: usize,
+    zero_directions: usize,
+    draws: usize,
+}
+
+impl StepTotals {
+    /// One step's totals: `monitored` is the task's metric summed over the `b` examples.
+    pub(crate) fn of(s: &StepStats, monitored: f64, b: usize) -> Self {
+        StepTotals {
+            monitored,
+            perturbed: s.perturbed_loss * b as f64,
+            sigma: s.sigma_mean * b as f64,
+            examples: b,
+            zero_directions: s.zero_directions,
+            draws: s.total_draws,
+        }
+    }
+
+    pub(crate) fn add(&mut self, o: &StepTotals) {
+        self.monitored += o.monitored;
+        self.perturbed += o.perturbed;
+        self.sigma += o.sigma;
+        self.examples += o.examples;
+        self.zero_directions += o.zero_directions;
+        self.draws += o.draws;
+    }
+
+    /// The epoch's record: per-example means.
+    pub(crate) fn record(&self, epoch: u64, epsilon: f64) -> EpochRecord {
+        let n = self.examples.max(1) as f64;
+        EpochRecord {
             epoch,
-            loss: acc.0,
-            perturbed_loss: acc.1,
-            sigma: acc.2,
-            epsilon: self.model.epsilon(),
-            zero_rate: if acc.4 > 0 {
-                acc.3 as f64 / acc.4 as f64
-            } else {
-                0.0
-            },
-        })
+            loss: self.monitored / n,
+            perturbed_loss: self.perturbed / n,
+            sigma: self.sigma / n,
+            epsilon,
+            zero_rate: self.zero_directions as f64 / self.draws.max(1) as f64,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! improved for `patience` epochs, and reports each epoch to an [`Observer`] (progress bars,
 //! logs, plots).
 
-use crate::error::{DlmError, Result};
+use dlm_core::error::{DlmError, Result};
 use std::time::Instant;
 
 /// What one epoch did.

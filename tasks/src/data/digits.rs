@@ -11,7 +11,7 @@ use flate2::read::MultiGzDecoder;
 use ndarray::Array2;
 
 use super::{Dataset, Split};
-use crate::error::{DlmError, Result};
+use dlm_core::error::{DlmError, Result};
 
 /// The gzipped CSV, `data/digits.csv.gz` of the repository.
 static DIGITS_CSV_GZ: &[u8] = include_bytes!("../../../data/digits.csv.gz");

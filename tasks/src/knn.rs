@@ -13,15 +13,16 @@
 //! the `k` nearest neighbours in embedding space (ties go to the class with the nearest member),
 //! reported beside the same k-NN on raw pixels.
 
-use super::{PerturbedModel, SigmaModel};
 use crate::data::{Dataset, Split};
-use crate::error::{DlmError, Result};
-use crate::estimator::{DlmEstimator, NoiseKey};
-use crate::loss::{Loss, Target};
-use crate::noise::NoiseModel;
-use crate::rng::{open01, rng_for, Stream};
-use crate::structure::StructuredArgmax;
+use crate::model::{NoiseScale, PerturbedModel, PotentialMap, StepInput};
+use crate::sort::StepTotals;
 use crate::trainer::{EpochRecord, Task};
+use dlm_core::error::{DlmError, Result};
+use dlm_core::estimator::{DlmEstimator, NoiseKey};
+use dlm_core::loss::{Loss, Target};
+use dlm_core::noise::NoiseModel;
+use dlm_core::rng::{rng_for, shuffle, Stream};
+use dlm_core::structure::StructuredArgmax;
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
@@ -172,8 +173,8 @@ impl KnnTask {
         structure: Box<dyn StructuredArgmax>,
         noise: Box<dyn NoiseModel>,
         loss: Box<dyn Loss>,
-        mu: Box<dyn crate::Scorer>,
-        sigma: SigmaModel,
+        mu: Box<dyn dlm_core::Scorer>,
+        sigma: NoiseScale,
     ) -> Result<Self> {
         settings.estimator.validate()?;
         let n = data.train.len();
@@ -284,32 +285,13 @@ impl KnnTask {
         pixel_knn(&self.data, ks)
     }
 
-    fn step(
-        &mut self,
-        q: &[usize],
-        c: &[usize],
-        epoch: u64,
-    ) -> Result<(f64, f64, f64, usize, usize)> {
+    /// One training step (the shared [`PerturbedModel::train_step`]) on queries `q` against
+    /// candidates `c`; the monitored loss is the label mismatches among the noiseless k nearest.
+    fn step(&mut self, q: &[usize], c: &[usize], epoch: u64) -> Result<StepTotals> {
         let train: &Dataset = &self.data.train;
         let nq = q.len();
         let idx: Vec<usize> = q.iter().chain(c).copied().collect();
         let x = train.images.select(Axis(0), &idx);
-        let emb = self
-            .model
-            .mu
-            .forward(x.view().into_dyn(), true)?
-            .into_dimensionality::<ndarray::Ix2>()
-            .map_err(|_| DlmError::invalid("mu scorer", "must return [N, E]"))?;
-        crate::error::ensure_finite(
-            "embeddings (the mu network diverged; lower --mu-lr)",
-            emb.as_slice().unwrap_or(&[]),
-        )?;
-        let eq = emb.slice(s![..nq, ..]);
-        let ec = emb.slice(s![nq.., ..]);
-        let mut theta = squared_distances(eq, ec);
-        theta.mapv_inplace(|v| -v);
-        let xq = x.slice(s![..nq, ..]).to_owned();
-        let sigma = self.model.sigmas(xq.view().into_dyn(), true)?;
         let targets: Vec<Target> = q
             .iter()
             .map(|&qi| Target {
@@ -321,37 +303,70 @@ impl KnnTask {
             })
             .collect();
         let ids: Vec<u64> = q.iter().map(|&i| i as u64).collect();
-        let key = NoiseKey {
-            seed: self.settings.seed,
-            epoch,
-        };
-        let e = self
-            .model
-            .estimate(theta.view().into_dyn(), sigma.view(), &targets, &ids, key)?;
-        // Back-propagate d loss / d theta through theta_qj = -||e_q - e_j||^2 (mean over queries).
-        let g = e
-            .grad_theta
-            .into_dimensionality::<ndarray::Ix2>()
-            .expect("[Q, M]")
-            / nq as f64;
-        let grad_emb = distance_backward(g.view(), eq, ec);
-        self.model.mu.backward(grad_emb.view().into_dyn())?;
-        self.model.mu.step()?;
-        self.model.step_sigma(&e.grad_sigma, 1.0 / nq as f64)?;
-        // Monitored loss: mismatches among the noiseless k nearest candidates.
-        let mut active = Vec::new();
-        let mut noiseless = 0.0;
-        for (row, t) in theta.rows().into_iter().zip(&targets) {
-            self.model.structure.argmax(row.into_dyn(), &mut active)?;
-            noiseless += active.iter().map(|&j| t.weights[j]).sum::<f64>();
+        let stats = self.model.train_step(
+            StepInput {
+                x_mu: x.view().into_dyn(),
+                x_sigma: x.slice(s![..nq, ..]).into_dyn(),
+                targets: &targets,
+                example_ids: &ids,
+                key: NoiseKey {
+                    seed: self.settings.seed,
+                    epoch,
+                },
+            },
+            &mut DistanceMap::new(nq),
+        )?;
+        Ok(StepTotals::of(&stats, stats.noiseless_loss * nq as f64, nq))
+    }
+}
+
+/// Potentials `theta_qj = -||e_q - e_j||^2` between the first `queries` rows of the embedding
+/// (the queries) and the rest (the candidates), and the gradient back through them.
+#[derive(Debug, Clone)]
+pub struct DistanceMap {
+    queries: usize,
+    emb: Array2<f64>,
+}
+
+impl DistanceMap {
+    /// The first `queries` rows of the embedding are the queries.
+    pub fn new(queries: usize) -> Self {
+        DistanceMap {
+            queries,
+            emb: Array2::zeros((0, 0)),
         }
-        Ok((
-            noiseless / nq as f64,
-            e.loss.mean().unwrap_or(0.0),
-            sigma.mean().unwrap_or(0.0),
-            e.diagnostics.zero_directions,
-            e.diagnostics.total_draws,
-        ))
+    }
+}
+
+impl PotentialMap for DistanceMap {
+    fn forward(&mut self, out: ndarray::ArrayD<f64>) -> Result<ndarray::ArrayD<f64>> {
+        self.emb = out
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|_| DlmError::invalid("mu scorer", "must return an embedding [N, E]"))?;
+        dlm_core::error::ensure_finite(
+            "embeddings (the mu network diverged; lower its learning rate)",
+            self.emb.as_slice().unwrap_or(&[]),
+        )?;
+        let nq = self.queries;
+        let mut theta =
+            squared_distances(self.emb.slice(s![..nq, ..]), self.emb.slice(s![nq.., ..]));
+        theta.mapv_inplace(|v| -v);
+        Ok(theta.into_dyn())
+    }
+    fn backward(
+        &mut self,
+        grad_theta: ndarray::ArrayViewD<'_, f64>,
+    ) -> Result<ndarray::ArrayD<f64>> {
+        let g = grad_theta
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|_| DlmError::invalid("potential gradient", "must be [Q, M]"))?;
+        let nq = self.queries;
+        Ok(distance_backward(
+            g,
+            self.emb.slice(s![..nq, ..]),
+            self.emb.slice(s![nq.., ..]),
+        )
+        .into_dyn())
     }
 }
 
@@ -410,33 +425,19 @@ impl Task for KnnTask {
         let n = self.data.train.len();
         let (nq, nc) = (self.settings.queries, self.settings.candidates);
         let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = rng_for(self.settings.seed, Stream::Shuffle, &[epoch]);
-        for i in (1..n).rev() {
-            let j = ((open01(&mut rng) * (i + 1) as f64) as usize).min(i);
-            order.swap(i, j);
-        }
+        shuffle(
+            &mut rng_for(self.settings.seed, Stream::Shuffle, &[epoch]),
+            &mut order,
+        );
         let steps = (n / nq).max(1);
-        let mut acc = (0.0, 0.0, 0.0, 0usize, 0usize);
+        let mut acc = StepTotals::default();
         for s in 0..steps {
             let q: Vec<usize> = order[s * nq..(s + 1) * nq].to_vec();
             // Candidates: the next nc images after the queries, cyclically, never a query.
             let c: Vec<usize> = (0..nc).map(|i| order[((s + 1) * nq + i) % n]).collect();
-            let r = self.step(&q, &c, epoch * steps as u64 + s as u64)?;
-            acc.0 += r.0;
-            acc.1 += r.1;
-            acc.2 += r.2;
-            acc.3 += r.3;
-            acc.4 += r.4;
+            acc.add(&self.step(&q, &c, epoch * steps as u64 + s as u64)?);
         }
-        let st = steps as f64;
-        Ok(EpochRecord {
-            epoch,
-            loss: acc.0 / st,
-            perturbed_loss: acc.1 / st,
-            sigma: acc.2 / st,
-            epsilon: self.model.epsilon(),
-            zero_rate: acc.3 as f64 / acc.4.max(1) as f64,
-        })
+        Ok(acc.record(epoch, self.model.epsilon()))
     }
 }
 

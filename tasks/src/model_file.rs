@@ -7,7 +7,7 @@
 //! [`write_atomic`] writes to a temporary file in the same directory and renames it into place,
 //! so a crash or a full disk never leaves a partly written model under the target name.
 
-use crate::error::{DlmError, Result};
+use dlm_core::error::{DlmError, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

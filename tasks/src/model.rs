@@ -1,0 +1,415 @@
+//! The trained object every task shares: structure, noise, loss, the `mu` and `sigma` scorers
+//! and the estimator state, with **one** training step ([`PerturbedModel::train_step`]) that the
+//! sort, k-NN and structured tasks all call.
+//!
+//! A task only says how the `mu` network's output becomes potentials (and how a gradient with
+//! respect to the potentials goes back), through a [`PotentialMap`]; the identity map covers
+//! tasks whose network outputs the potentials directly.
+
+use crate::model_file::ModelFile;
+use dlm_core::error::{DlmError, Result};
+use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
+use dlm_core::loss::{Loss, Target};
+use dlm_core::noise::NoiseModel;
+use dlm_core::scorer::Scorer;
+use dlm_core::structure::StructuredArgmax;
+use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, Axis};
+use rayon::prelude::*;
+use std::fmt;
+use std::path::Path;
+
+/// What every task trains: the structure, noise and loss, the `mu` and `sigma` scorers, and the
+/// estimator with its current `eps` (which the zero-direction escape grows across batches).
+pub struct PerturbedModel {
+    /// The solver.
+    pub structure: Box<dyn StructuredArgmax>,
+    /// The perturbation.
+    pub noise: Box<dyn NoiseModel>,
+    /// The task loss.
+    pub loss: Box<dyn Loss>,
+    /// The potentials network `mu_u`.
+    pub mu: Box<dyn Scorer>,
+    /// The noise scale `sigma_v`.
+    pub sigma: NoiseScale,
+    estimator: DlmEstimator,
+    ws: Workspace,
+}
+
+impl fmt::Debug for PerturbedModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerturbedModel")
+            .field("structure", &self.structure.name())
+            .field("noise", &self.noise.name())
+            .field("loss", &self.loss.name())
+            .field("mu", &self.mu.name())
+            .field("sigma", &self.sigma)
+            .field("estimator", &self.estimator)
+            .finish()
+    }
+}
+
+impl PerturbedModel {
+    /// Assembles a model; the estimator's `epsilon` is the initial `eps`.
+    pub fn new(
+        structure: Box<dyn StructuredArgmax>,
+        noise: Box<dyn NoiseModel>,
+        loss: Box<dyn Loss>,
+        mu: Box<dyn Scorer>,
+        sigma: NoiseScale,
+        estimator: DlmEstimator,
+    ) -> Result<Self> {
+        estimator.validate()?;
+        Ok(PerturbedModel {
+            structure,
+            noise,
+            loss,
+            mu,
+            sigma,
+            estimator,
+            ws: Workspace::new(),
+        })
+    }
+
+    /// The current `eps`.
+    pub fn epsilon(&self) -> f64 {
+        self.estimator.epsilon
+    }
+
+    /// Sets the current `eps` (e.g. when resuming a saved model).
+    pub fn set_epsilon(&mut self, eps: f64) {
+        self.estimator.epsilon = eps;
+    }
+
+    /// The estimator settings (with the current `eps`).
+    pub fn estimator(&self) -> &DlmEstimator {
+        &self.estimator
+    }
+
+    /// Checks that a learned sigma maps inputs of `input_shape` (`[B, ...]`) to `[B, 1]`.
+    pub fn check_sigma_shape(&self, input_shape: &[usize]) -> Result<()> {
+        if let NoiseScale::Learned(s) = &self.sigma {
+            let out = s.output_shape(input_shape)?;
+            if out != [input_shape[0], 1] {
+                return Err(DlmError::invalid(
+                    "sigma scorer",
+                    format!(
+                        "maps {input_shape:?} to {out:?}, but it must give one value per example, [B, 1] (e.g. out=softplus with a last layer of width 1)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The noise scale of each of the `b` examples in `x`.
+    pub fn sigmas(&mut self, x: ArrayViewD<'_, f64>, train: bool) -> Result<Array1<f64>> {
+        let b = x.shape().first().copied().unwrap_or(0);
+        match &mut self.sigma {
+            NoiseScale::Fixed(v) => Ok(Array1::from_elem(b, *v)),
+            NoiseScale::None => Ok(Array1::zeros(b)),
+            NoiseScale::Learned(s) => s
+                .forward(x, train)?
+                .into_shape_with_order(b)
+                .map_err(|_| DlmError::invalid("sigma scorer", "must return [B, 1]")),
+        }
+    }
+
+    /// The DLM estimate for a batch; the `eps` it ends with becomes the current one.
+    pub fn estimate(
+        &mut self,
+        theta: ArrayViewD<'_, f64>,
+        sigma: ArrayView1<'_, f64>,
+        targets: &[Target],
+        example_ids: &[u64],
+        key: NoiseKey,
+    ) -> Result<DlmEstimate> {
+        let e = self.estimator.estimate(
+            &mut self.ws,
+            self.structure.as_ref(),
+            self.noise.as_ref(),
+            self.loss.as_ref(),
+            &Batch {
+                theta,
+                sigma,
+                targets,
+                example_ids,
+            },
+            key,
+        )?;
+        self.estimator.epsilon = e.diagnostics.epsilon;
+        Ok(e)
+    }
+
+    /// One training step on a batch: potentials from `mu` (through `map`), noise scales from
+    /// `sigma`, the DLM estimate, back-propagation into both networks (gradients of the mean loss
+    /// over the batch) and one optimizer step each; then the noiseless predictions on the same
+    /// potentials, for the task's own monitored metric.
+    ///
+    /// `x_mu` is the input of `mu` and `x_sigma` that of `sigma` (often the same array); the
+    /// batch size `B` is the length of `targets`.
+    pub fn train_step(
+        &mut self,
+        input: StepInput<'_>,
+        map: &mut dyn PotentialMap,
+    ) -> Result<StepStats> {
+        let b = input.targets.len();
+        if b == 0 || input.example_ids.len() != b {
+            return Err(DlmError::invalid(
+                "training batch",
+                format!(
+                    "{b} targets and {} example ids; a batch needs at least one example and one id per example",
+                    input.example_ids.len()
+                ),
+            ));
+        }
+        let out = self.mu.forward(input.x_mu, true)?;
+        let theta = map.forward(out)?;
+        if theta.shape().first() != Some(&b) {
+            return Err(DlmError::invalid(
+                "mu scorer",
+                format!(
+                    "gave potentials of shape {:?} for a batch of {b}",
+                    theta.shape()
+                ),
+            ));
+        }
+        let sigma = self.sigmas(input.x_sigma, true)?;
+        let e = self.estimate(
+            theta.view(),
+            sigma.view(),
+            input.targets,
+            input.example_ids,
+            input.key,
+        )?;
+        let scale = 1.0 / b as f64;
+        let grad_out = map.backward((&e.grad_theta * scale).view())?;
+        self.mu.backward(grad_out.view())?;
+        self.mu.step()?;
+        self.step_sigma(&e.grad_sigma, scale)?;
+        let predictions = self.predict_potentials(theta.view())?;
+        let mut noiseless = 0.0;
+        let inner = &theta.shape()[1..];
+        for (p, t) in predictions.iter().zip(input.targets) {
+            noiseless += self.loss.value(t, inner, p)?;
+        }
+        Ok(StepStats {
+            noiseless_loss: noiseless * scale,
+            perturbed_loss: e.loss.mean().unwrap_or(0.0),
+            sigma_mean: sigma.mean().unwrap_or(0.0),
+            zero_directions: e.diagnostics.zero_directions,
+            total_draws: e.diagnostics.total_draws,
+            predictions,
+        })
+    }
+
+    /// The noiseless prediction (active set) of every example of potentials `[B, ...]`, solved
+    /// in parallel and returned in order.
+    pub fn predict_potentials(&self, theta: ArrayViewD<'_, f64>) -> Result<Vec<Vec<usize>>> {
+        let structure = self.structure.as_ref();
+        (0..theta.shape().first().copied().unwrap_or(0))
+            .into_par_iter()
+            .map(|i| {
+                let mut active = Vec::new();
+                structure.argmax(theta.index_axis(Axis(0), i), &mut active)?;
+                Ok(active)
+            })
+            .collect()
+    }
+
+    /// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.
+    pub fn step_sigma(&mut self, grad_sigma: &Array1<f64>, scale: f64) -> Result<()> {
+        if let NoiseScale::Learned(s) = &mut self.sigma {
+            let b = grad_sigma.len();
+            let g = (grad_sigma * scale)
+                .into_shape_with_order((b, 1))
+                .expect("b elements");
+            s.backward(g.into_dyn().view())?;
+            s.step()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the weights (`mu`, and `sigma` when learned) and the current `eps` into `m`.
+    pub fn save_into(&self, m: &mut ModelFile) -> Result<()> {
+        m.header
+            .insert("epsilon".into(), self.epsilon().to_string());
+        let mut mu = Vec::new();
+        self.mu.save(&mut mu)?;
+        m.sections.push(("mu".into(), mu));
+        if let NoiseScale::Learned(s) = &self.sigma {
+            let mut b = Vec::new();
+            s.save(&mut b)?;
+            m.sections.push(("sigma".into(), b));
+        }
+        Ok(())
+    }
+
+    /// Reads what [`save_into`](PerturbedModel::save_into) wrote (from the file at `path`).
+    pub fn load_from(&mut self, m: &ModelFile, path: &Path) -> Result<()> {
+        self.mu.load(&mut m.section("mu", path)?)?;
+        if let NoiseScale::Learned(s) = &mut self.sigma {
+            s.load(&mut m.section("sigma", path)?)?;
+        }
+        if let Ok(e) = m.get("epsilon", path)?.parse::<f64>() {
+            self.set_epsilon(e);
+        }
+        Ok(())
+    }
+}
+
+/// How the noise scale `sigma(x)` is obtained.
+pub enum NoiseScale {
+    /// A learned scorer `sigma_v(x)` (its output must be positive, e.g. softplus).
+    Learned(Box<dyn Scorer>),
+    /// The same fixed value for every example.
+    Fixed(f64),
+    /// No noise (`sigma = 0`): plain direct loss minimization of the MAP predictor.
+    None,
+}
+
+impl fmt::Debug for NoiseScale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoiseScale::Learned(s) => write!(f, "Learned({})", s.name()),
+            NoiseScale::Fixed(v) => write!(f, "Fixed({v})"),
+            NoiseScale::None => write!(f, "None"),
+        }
+    }
+}
+
+/// The `--sigma` option: `learned`, `fixed:VALUE` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SigmaChoice {
+    /// A learned network.
+    Learned,
+    /// A fixed value.
+    Fixed(f64),
+    /// No noise.
+    None,
+}
+
+impl std::str::FromStr for SigmaChoice {
+    type Err = DlmError;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            DlmError::invalid(
+                "--sigma",
+                format!("'{s}': write learned, fixed:VALUE (VALUE > 0) or none"),
+            )
+        };
+        match s {
+            "learned" => Ok(SigmaChoice::Learned),
+            "none" => Ok(SigmaChoice::None),
+            _ => {
+                let v: f64 = s
+                    .strip_prefix("fixed:")
+                    .ok_or_else(bad)?
+                    .parse()
+                    .map_err(|_| bad())?;
+                if v > 0.0 && v.is_finite() {
+                    Ok(SigmaChoice::Fixed(v))
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for SigmaChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SigmaChoice::Learned => f.write_str("learned"),
+            SigmaChoice::Fixed(v) => write!(f, "fixed:{v}"),
+            SigmaChoice::None => f.write_str("none"),
+        }
+    }
+}
+
+/// One batch for [`PerturbedModel::train_step`].
+#[derive(Debug, Clone)]
+pub struct StepInput<'a> {
+    /// Input of the `mu` network (leading axis: the batch).
+    pub x_mu: ArrayViewD<'a, f64>,
+    /// Input of the `sigma` network (leading axis: the batch; ignored unless sigma is learned).
+    pub x_sigma: ArrayViewD<'a, f64>,
+    /// The target of each example.
+    pub targets: &'a [Target],
+    /// A stable id per example (selects its noise with the key).
+    pub example_ids: &'a [u64],
+    /// Seed and epoch (or step) of the noise.
+    pub key: NoiseKey,
+}
+
+/// What one [`PerturbedModel::train_step`] measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepStats {
+    /// Mean task loss of the noiseless predictions on the batch (before the update).
+    pub noiseless_loss: f64,
+    /// Mean task loss of the perturbed predictions (the DLM objective).
+    pub perturbed_loss: f64,
+    /// Mean noise scale over the batch.
+    pub sigma_mean: f64,
+    /// Draws whose DLM direction was zero.
+    pub zero_directions: usize,
+    /// Draws in total.
+    pub total_draws: usize,
+    /// The noiseless prediction (active set) of each example.
+    pub predictions: Vec<Vec<usize>>,
+}
+
+/// How a task turns the `mu` network's output into potentials `[B, ...]`, and a gradient with
+/// respect to the potentials back into one with respect to that output.
+pub trait PotentialMap {
+    /// Potentials from the network output (caching what `backward` needs).
+    fn forward(&mut self, out: ArrayD<f64>) -> Result<ArrayD<f64>>;
+    /// `d loss / d output` from `d loss / d potentials`.
+    fn backward(&mut self, grad_theta: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>>;
+}
+
+/// The network outputs the potentials, optionally reshaped to `[B, shape...]`.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityMap {
+    /// The structure's shape (after the batch axis); `None` keeps the output's own shape.
+    pub shape: Option<Vec<usize>>,
+    out_shape: Vec<usize>,
+}
+
+impl IdentityMap {
+    /// Reshapes the network output to `[B, shape...]` (`None`: keep it as it is).
+    pub fn new(shape: Option<Vec<usize>>) -> Self {
+        IdentityMap {
+            shape,
+            out_shape: Vec::new(),
+        }
+    }
+}
+
+impl PotentialMap for IdentityMap {
+    fn forward(&mut self, out: ArrayD<f64>) -> Result<ArrayD<f64>> {
+        self.out_shape = out.shape().to_vec();
+        let Some(shape) = &self.shape else {
+            return Ok(out);
+        };
+        let b = self.out_shape.first().copied().unwrap_or(0);
+        let mut full = vec![b];
+        full.extend_from_slice(shape);
+        let got = out.shape().to_vec();
+        out.into_shape_with_order(ndarray::IxDyn(&full))
+            .map_err(|_| {
+                DlmError::invalid(
+                    "mu scorer",
+                    format!(
+                        "its output {got:?} cannot be read as potentials {full:?}; give it {} outputs per example",
+                        shape.iter().product::<usize>()
+                    ),
+                )
+            })
+    }
+    fn backward(&mut self, grad_theta: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
+        grad_theta
+            .to_owned()
+            .into_shape_with_order(ndarray::IxDyn(&self.out_shape))
+            .map_err(|_| DlmError::invalid("potential gradient", "shape changed within a step"))
+    }
+}
