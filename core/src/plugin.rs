@@ -574,6 +574,9 @@ impl<T: StructuredArgmax> StructuredArgmax for Guarded<T> {
     fn decode(&self, shape: &[usize], active: &[usize]) -> Vec<usize> {
         self.0.decode(shape, active)
     }
+    fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+        catch_panic("structure enumerate", || self.0.enumerate(shape))
+    }
 }
 
 impl<T: NoiseModel> NoiseModel for Guarded<T> {

@@ -71,6 +71,16 @@ pub trait StructuredArgmax: Send + Sync {
         let _ = shape;
         active.to_vec()
     }
+
+    /// Every feasible solution of a **small** instance of `shape`, as active sets in canonical
+    /// order: the ground truth of the test kit's brute-force checks (`dlm-testkit`), never
+    /// called in training. `Ok(None)` (the default) means the structure does not list its
+    /// solutions (or not for a shape this large); the kit then checks optimality against the
+    /// solutions it discovers by probing, and says so.
+    fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+        let _ = shape;
+        Ok(None)
+    }
 }
 
 /// `<theta, phi(y)>` for the active set of `y` (`theta` in standard layout or not).

@@ -70,6 +70,42 @@ impl StructuredArgmax for GridPath {
         out.reverse();
         Ok(())
     }
+
+    /// Every right/down path, for grids with at most 20 000 of them (`C(H+W-2, H-1)`).
+    fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+        self.check_shape(shape)?;
+        let (h, w) = (shape[0], shape[1]);
+        let mut count = 1u128; // C(h + w - 2, h - 1), stopped early once it is too large
+        for i in 0..(h - 1) as u128 {
+            count = count * (w as u128 - 1 + i + 1) / (i + 1);
+            if count > 20_000 {
+                return Ok(None);
+            }
+        }
+        fn walk(
+            r: usize,
+            c: usize,
+            h: usize,
+            w: usize,
+            cur: &mut Vec<usize>,
+            out: &mut Vec<Vec<usize>>,
+        ) {
+            cur.push(r * w + c);
+            if r + 1 == h && c + 1 == w {
+                out.push(cur.clone());
+            }
+            if r + 1 < h {
+                walk(r + 1, c, h, w, cur, out);
+            }
+            if c + 1 < w {
+                walk(r, c + 1, h, w, cur, out);
+            }
+            cur.pop();
+        }
+        let mut out = Vec::new();
+        walk(0, 0, h, w, &mut Vec::new(), &mut out);
+        Ok(Some(out))
+    }
 }
 
 /// Cells of the true path that the prediction misses.

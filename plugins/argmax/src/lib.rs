@@ -42,6 +42,11 @@ impl StructuredArgmax for Argmax {
         out.push(best);
         Ok(())
     }
+    /// The `C` one-hot solutions.
+    fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+        self.check_shape(shape)?;
+        Ok(Some((0..shape[0]).map(|c| vec![c]).collect()))
+    }
 }
 
 /// The 0/1 loss of multiclass prediction.

@@ -173,6 +173,32 @@ impl StructuredArgmax for Matching {
         }
         col
     }
+    /// All `n!` permutations for `n <= 8` (active sets row by row, lexicographic).
+    fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+        self.check_shape(shape)?;
+        let n = shape[0];
+        if n > 8 {
+            return Ok(None);
+        }
+        fn rec(n: usize, cur: &mut Vec<usize>, used: &mut [bool], out: &mut Vec<Vec<usize>>) {
+            if cur.len() == n {
+                out.push(cur.iter().enumerate().map(|(i, &j)| i * n + j).collect());
+                return;
+            }
+            for j in 0..n {
+                if !used[j] {
+                    used[j] = true;
+                    cur.push(j);
+                    rec(n, cur, used, out);
+                    cur.pop();
+                    used[j] = false;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        rec(n, &mut Vec::new(), &mut vec![false; n], &mut out);
+        Ok(Some(out))
+    }
 }
 
 /// `col_of_row` from an active set on an `n x n` matrix, checking it is a permutation.

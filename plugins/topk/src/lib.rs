@@ -85,6 +85,20 @@ impl StructuredArgmax for TopK {
         INDEX.with(|idx| top_k_indices(t, self.k, &mut idx.borrow_mut(), out));
         Ok(())
     }
+    /// All `k`-subsets (ascending indices) for `m <= 20`.
+    fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+        self.check_shape(shape)?;
+        let m = shape[0];
+        if m > 20 {
+            return Ok(None);
+        }
+        Ok(Some(
+            (0u32..1 << m)
+                .filter(|b| b.count_ones() as usize == self.k)
+                .map(|b| (0..m).filter(|i| b >> i & 1 == 1).collect())
+                .collect(),
+        ))
+    }
 }
 
 /// Number of chosen items whose label differs from the query's (weights = mismatch indicator).
