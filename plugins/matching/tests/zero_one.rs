@@ -90,6 +90,9 @@ enum Kind {
     Huge,
     /// Uniform times 1e-300.
     Tiny,
+    /// Uniform times 1e307: beyond what lapjv accepts unscaled (`|theta| <= 1e300`), while
+    /// scores of n <= 5 entries stay finite. Second-best tests only (`eps` would overflow).
+    Extreme,
 }
 
 impl Kind {
@@ -97,6 +100,7 @@ impl Kind {
         match self {
             Kind::Huge => 1e300,
             Kind::Tiny => 1e-300,
+            Kind::Extreme => 1e307,
             _ => 1.0,
         }
     }
@@ -305,7 +309,7 @@ fn second_best_matches_brute_force() {
     let mut out = vec![7; 9];
     for n in 1..=5 {
         let perms = permutations(n);
-        for kind in KINDS {
+        for kind in KINDS.into_iter().chain([Kind::Extreme]) {
             for _ in 0..20 {
                 let theta = kind.draw(&mut rng, n);
                 let excludes: Vec<Vec<usize>> = if n <= 4 {
