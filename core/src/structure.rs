@@ -48,8 +48,37 @@ pub trait StructuredArgmax: Send + Sync {
         self.argmax(theta_aug, out_aug)
     }
 
-    /// Loss-augmented argmax `argmax_y <theta, phi(y)> + eps * loss(target, y)` for losses
-    /// without a linear form. The default refuses with [`DlmError::NonDecomposableLoss`].
+    /// Loss-augmented argmax for losses without a linear form: writes into `out` (cleared
+    /// first) the active set of a maximiser of
+    ///
+    /// ```text
+    ///   <theta, phi(y)> + eps * loss.value(target, shape, y)
+    /// ```
+    ///
+    /// over all solutions `y` of the structure. The estimator calls it, once per draw and again
+    /// after each `|eps|` escape, when [`Loss::linear_form`] returns `None` for some example
+    /// of the batch (otherwise it solves `theta + eps * L` with
+    /// [`argmax_pair`](StructuredArgmax::argmax_pair)); `theta` are the perturbed potentials.
+    /// The default refuses with [`DlmError::NonDecomposableLoss`].
+    ///
+    /// # Contract
+    /// * **Which losses.** An implementation recognises the losses it can maximise exactly
+    ///   (e.g. by [`Loss::name`]) and refuses every other one with
+    ///   [`DlmError::NonDecomposableLoss`], as the default does.
+    /// * **Inputs.** `eps` may have either sign (the estimator never passes 0; `eps = 0` may
+    ///   simply return the plain argmax). NaN/inf in `theta` or `eps`, a wrong shape, or a
+    ///   `target` that is not valid for this structure (e.g. a truth that is not one of its
+    ///   solutions) give an error, never a panic.
+    /// * **Output.** `out` is the canonical active set of the maximiser, in the same order as
+    ///   [`argmax`](StructuredArgmax::argmax) writes it, so that it can be compared with
+    ///   `argmax`'s output element by element (the estimator counts a zero direction when
+    ///   the two vectors are equal) and with the truth by the loss.
+    /// * **Exactness.** The result is a maximiser of the augmented objective (up to the
+    ///   rounding of floating-point scores), not an approximation.
+    /// * **Ties.** Which of several maximisers is returned is the structure's rule, documented
+    ///   on its implementation; it must be deterministic: equal inputs give equal outputs, and
+    ///   the output must not depend on earlier calls (thread-local scratch, warm starts), so
+    ///   that results do not depend on how work is spread over threads.
     fn argmax_loss_augmented(
         &self,
         theta: ArrayViewD<'_, f64>,

@@ -22,9 +22,15 @@
 //!   weights `x_j` (the numbers to sort), `L[j][p] = -x_j^2` at the true position of number
 //!   `j` and `+x_j^2` elsewhere, so `l = c + <L, phi> = 2 sum_j x_j^2 [y_j != t_j]`.
 //!
+//! Loss without a linear form supported here: `zero-one` (exact match, registered by the
+//! `argmax` plugin), through [`argmax_loss_augmented`] ([`zero_one`]); other losses without a
+//! linear form are refused with [`DlmError::NonDecomposableLoss`].
+//!
 //! [`decode`]: dlm_core::StructuredArgmax::decode
+//! [`argmax_loss_augmented`]: dlm_core::StructuredArgmax::argmax_loss_augmented
 
 pub mod lapjv;
+pub mod zero_one;
 
 use dlm_core::plugin::Registrar;
 use dlm_core::structure::checked_slice;
@@ -33,6 +39,7 @@ use lapjv::LapWorkspace;
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use pathfinding::matrix::Matrix;
 use std::cell::RefCell;
+use zero_one::SecondBestWorkspace;
 
 /// Which assignment algorithm to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +59,7 @@ pub struct Matching {
 
 thread_local! {
     static WS: RefCell<(LapWorkspace, Vec<usize>)> = RefCell::new((LapWorkspace::new(), Vec::new()));
+    static ZO: RefCell<SecondBestWorkspace> = RefCell::new(SecondBestWorkspace::new());
 }
 
 impl Matching {
@@ -161,6 +169,49 @@ impl StructuredArgmax for Matching {
             lapjv::solve_max_warm(ta, n, ws, col);
             write_active(col, out_aug);
         });
+        Ok(())
+    }
+    /// Supports the `zero-one` loss (recognised by its name): maximises
+    /// `<theta, phi(y)> + eps * [y != t]` exactly, see [`zero_one::loss_augmented`]. The plain
+    /// optimum `y*` is this structure's own [`argmax`](StructuredArgmax::argmax) (same
+    /// algorithm), so the result equals `argmax`'s whenever `y*` wins; the second-best
+    /// permutation needed when `eps > 0` and `y* = t` always uses lapjv ([`lapjv::solve_max`],
+    /// `n` cold solves). Ties go towards the augmentation: `eps < 0` prefers the truth,
+    /// `eps > 0` a wrong solution. `out` is the canonical active set (row order).
+    ///
+    /// Errors: any other loss ([`DlmError::NonDecomposableLoss`]), a wrong shape, NaN/inf
+    /// potentials or `eps`, a truth that is not the active set of a permutation of this `n`
+    /// (any order of its entries is accepted), or scores that overflow `f64`.
+    fn argmax_loss_augmented(
+        &self,
+        theta: ArrayViewD<'_, f64>,
+        loss: &dyn Loss,
+        target: &Target,
+        eps: f64,
+        out: &mut Vec<usize>,
+    ) -> Result<()> {
+        if loss.name() != "zero-one" {
+            return Err(DlmError::NonDecomposableLoss {
+                loss: loss.name().to_string(),
+                structure: self.name().to_string(),
+            });
+        }
+        let t = checked_slice(self, &theta)?;
+        let n = self.dim(&theta);
+        if !eps.is_finite() {
+            return Err(DlmError::invalid(
+                "epsilon",
+                format!("{eps} is not allowed: the loss-augmented argmax needs a finite epsilon"),
+            ));
+        }
+        let truth = permutation_of(n, &target.truth, "zero-one target")?;
+        self.argmax(theta.view(), out)?;
+        let plain = permutation_of(n, out, "plain matching")?;
+        let mut col = Vec::with_capacity(n);
+        ZO.with(|w| {
+            zero_one::loss_augmented(t, n, &plain, &truth, eps, &mut w.borrow_mut(), &mut col)
+        })?;
+        write_active(&col, out);
         Ok(())
     }
     fn decode(&self, shape: &[usize], active: &[usize]) -> Vec<usize> {
