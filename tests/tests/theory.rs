@@ -220,3 +220,29 @@ fn dlm_gradient_matches_monte_carlo_finite_differences_on_a_3x3_matching() {
         assert_fail(c);
     }
 }
+
+/// The zero-one (exact match) loss has no linear form on a matching: the estimator goes
+/// through `argmax_loss_augmented` (closed form for eps < 0, second-best assignment for
+/// eps > 0), and the gradient must still match finite differences of the expected loss.
+#[test]
+fn dlm_gradient_through_the_loss_augmented_argmax_matches_finite_differences() {
+    let (s, n, l) = (Matching::new(Algo::Lapjv, true), gumbel(), ZeroOne);
+    let est = verify::dlm_estimator(&s, &n, &l);
+    let (theta, target) = matching_case(3);
+    let checks = verify::check_dlm_monte_carlo(
+        &est, &s, &n, &l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, 13, Z,
+    )
+    .unwrap();
+    assert_eq!(checks.len(), 2, "one check per sign of eps");
+    for c in &checks {
+        assert_pass(c);
+    }
+    let flipped = flipped_eps(&est);
+    let bad = verify::check_dlm_monte_carlo(
+        &flipped, &s, &n, &l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, 13, Z,
+    )
+    .unwrap();
+    for c in &bad {
+        assert_fail(c);
+    }
+}
