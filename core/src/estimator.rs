@@ -159,6 +159,65 @@ impl DlmEstimator {
     }
 
     /// Estimates the DLM gradient for one batch.
+    ///
+    /// # Example
+    /// One example of a 3-class argmax whose network prefers class 1 while the truth is 0;
+    /// with the 0/1 loss (`L = -e_0`, linear) the estimated `d E[loss] / d theta` is negative
+    /// for the true class and positive for the preferred wrong one.
+    /// ```
+    /// # use dlm_core::rng::{open01, DlmRng};
+    /// # use dlm_core::structure::checked_slice;
+    /// # use dlm_core::{Loss, NoiseModel, Result, StructuredArgmax, Target, EULER_GAMMA};
+    /// # use ndarray::{ArrayViewD, ArrayViewMutD};
+    /// # struct Best;
+    /// # impl StructuredArgmax for Best {
+    /// #     fn name(&self) -> &str { "best" }
+    /// #     fn check_shape(&self, s: &[usize]) -> Result<()> {
+    /// #         if s.len() == 1 { Ok(()) } else { Err(dlm_core::DlmError::shape("best", "[C]", s)) }
+    /// #     }
+    /// #     fn argmax(&self, theta: ArrayViewD<'_, f64>, out: &mut Vec<usize>) -> Result<()> {
+    /// #         let t = checked_slice(self, &theta)?;
+    /// #         out.clear();
+    /// #         out.push((1..t.len()).fold(0, |b, i| if t[i] > t[b] { i } else { b }));
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # struct ZeroMeanGumbel;
+    /// # impl NoiseModel for ZeroMeanGumbel {
+    /// #     fn name(&self) -> &str { "zm-gumbel" }
+    /// #     fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+    /// #         for v in out { *v = -(-open01(rng).ln()).ln() - EULER_GAMMA; }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn mean(&self) -> f64 { 0.0 }
+    /// #     fn variance(&self) -> f64 { std::f64::consts::PI.powi(2) / 6.0 }
+    /// # }
+    /// # struct ZeroOne;
+    /// # impl Loss for ZeroOne {
+    /// #     fn name(&self) -> &str { "zero-one" }
+    /// #     fn value(&self, t: &Target, _s: &[usize], a: &[usize]) -> Result<f64> {
+    /// #         Ok((a != t.truth.as_slice()) as u8 as f64)
+    /// #     }
+    /// #     fn linear_form(&self, t: &Target, mut out: ArrayViewMutD<'_, f64>) -> Result<Option<f64>> {
+    /// #         out.fill(0.0);
+    /// #         out.as_slice_mut().unwrap()[t.truth[0]] = -1.0;
+    /// #         Ok(Some(1.0))
+    /// #     }
+    /// # }
+    /// use dlm_core::{Batch, DlmEstimator, NoiseKey, Workspace};
+    /// use ndarray::{arr1, arr2};
+    ///
+    /// let theta = arr2(&[[0.0, 1.0, -0.5]]).into_dyn(); // [B = 1, C = 3]
+    /// let sigma = arr1(&[1.0]);
+    /// let targets = [Target { truth: vec![0], weights: vec![] }];
+    /// let batch = Batch { theta: theta.view(), sigma: sigma.view(), targets: &targets, example_ids: &[0] };
+    /// let est = DlmEstimator { epsilon: -1.0, draws: 2000, ..DlmEstimator::default() };
+    /// let e = est.estimate(&mut Workspace::new(), &Best, &ZeroMeanGumbel, &ZeroOne, &batch,
+    ///                      NoiseKey { seed: 7, epoch: 0 })?;
+    /// assert!(e.grad_theta[[0, 0]] < 0.0 && e.grad_theta[[0, 1]] > 0.0);
+    /// assert_eq!(e.diagnostics.total_draws, 2000);
+    /// # Ok::<(), dlm_core::DlmError>(())
+    /// ```
     pub fn estimate(
         &self,
         ws: &mut Workspace,

@@ -18,6 +18,35 @@ pub struct Target {
 }
 
 /// A task loss `l(y_true, y)` (lower is better).
+///
+/// # Example
+/// The number of true parts a prediction misses, `l = |truth| - <1_truth, phi(y)>`: linear, so
+/// the loss-augmented argmax is the plain solver on `theta + eps * L`.
+/// ```
+/// use dlm_core::{Loss, Result, Target};
+/// use ndarray::{ArrayD, ArrayViewMutD, IxDyn};
+///
+/// struct Missed;
+/// impl Loss for Missed {
+///     fn name(&self) -> &str { "missed" }
+///     fn value(&self, t: &Target, _shape: &[usize], active: &[usize]) -> Result<f64> {
+///         Ok(t.truth.iter().filter(|i| !active.contains(i)).count() as f64)
+///     }
+///     fn linear_form(&self, t: &Target, mut out: ArrayViewMutD<'_, f64>) -> Result<Option<f64>> {
+///         out.fill(0.0);
+///         for &i in &t.truth { out.as_slice_mut().unwrap()[i] = -1.0; }
+///         Ok(Some(t.truth.len() as f64))
+///     }
+/// }
+///
+/// let t = Target { truth: vec![0, 3], weights: vec![] };
+/// let y = [0, 2];
+/// let mut lin = ArrayD::zeros(IxDyn(&[4]));
+/// let c = Missed.linear_form(&t, lin.view_mut())?.unwrap();
+/// let linear: f64 = y.iter().map(|&i| lin[[i]]).sum();
+/// assert_eq!(Missed.value(&t, &[4], &y)?, c + linear); // 1 = 2 - 1
+/// # Ok::<(), dlm_core::DlmError>(())
+/// ```
 pub trait Loss: Send + Sync {
     /// The registered name (e.g. `hamming`).
     fn name(&self) -> &str;

@@ -62,6 +62,50 @@ pub struct SampleSummary {
 
 /// Draws `samples` perturb-and-MAP solutions (sample `s` uses the generator of
 /// `(seed, s)`, so the result does not depend on the number of threads).
+///
+/// # Example
+/// With zero-mean Gumbel noise on a multiclass argmax, the frequencies are
+/// `softmax(theta / sigma)` (the Gumbel-max trick, theory.md §2).
+/// ```
+/// # use dlm_core::rng::{open01, DlmRng};
+/// # use dlm_core::structure::checked_slice;
+/// # use dlm_core::{Loss, NoiseModel, Result, StructuredArgmax, Target, EULER_GAMMA};
+/// # use ndarray::{ArrayViewD, ArrayViewMutD};
+/// # struct Best;
+/// # impl StructuredArgmax for Best {
+/// #     fn name(&self) -> &str { "best" }
+/// #     fn check_shape(&self, s: &[usize]) -> Result<()> {
+/// #         if s.len() == 1 { Ok(()) } else { Err(dlm_core::DlmError::shape("best", "[C]", s)) }
+/// #     }
+/// #     fn argmax(&self, theta: ArrayViewD<'_, f64>, out: &mut Vec<usize>) -> Result<()> {
+/// #         let t = checked_slice(self, &theta)?;
+/// #         out.clear();
+/// #         out.push((1..t.len()).fold(0, |b, i| if t[i] > t[b] { i } else { b }));
+/// #         Ok(())
+/// #     }
+/// # }
+/// # struct ZeroMeanGumbel;
+/// # impl NoiseModel for ZeroMeanGumbel {
+/// #     fn name(&self) -> &str { "zm-gumbel" }
+/// #     fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+/// #         for v in out { *v = -(-open01(rng).ln()).ln() - EULER_GAMMA; }
+/// #         Ok(())
+/// #     }
+/// #     fn mean(&self) -> f64 { 0.0 }
+/// #     fn variance(&self) -> f64 { std::f64::consts::PI.powi(2) / 6.0 }
+/// # }
+/// use ndarray::arr1;
+///
+/// let theta = arr1(&[1.0, 0.0, -1.0]).into_dyn();
+/// let s = dlm_core::sample(&Best, &ZeroMeanGumbel, theta.view(), 1.0, 20_000, 3)?;
+/// let z: f64 = [1.0f64, 0.0, -1.0].iter().map(|v| v.exp()).sum();
+/// for (y, count) in &s.counts {
+///     let p = theta[[y[0]]].exp() / z;
+///     let freq = *count as f64 / 20_000.0;
+///     assert!((freq - p).abs() < 5.0 * (p * (1.0 - p) / 20_000.0).sqrt());
+/// }
+/// # Ok::<(), dlm_core::DlmError>(())
+/// ```
 pub fn sample(
     structure: &dyn StructuredArgmax,
     noise: &dyn NoiseModel,

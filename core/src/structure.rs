@@ -21,6 +21,44 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 /// * `argmax` returns an optimal active set for every finite `theta` of a valid shape, and
 ///   is deterministic: equal inputs give equal outputs (ties broken by a fixed rule).
 /// * It refuses NaN/inf potentials and wrong shapes with an error, never a panic.
+///
+/// `dlm-testkit` checks all of this (and more) by brute force on small instances.
+///
+/// # Example
+/// Multiclass argmax, the smallest structure: potentials `[C]`, `phi(y)` one-hot.
+/// ```
+/// use dlm_core::structure::{checked_slice, score};
+/// use dlm_core::{Result, StructuredArgmax};
+/// use ndarray::{arr1, ArrayViewD};
+///
+/// struct Best;
+/// impl StructuredArgmax for Best {
+///     fn name(&self) -> &str { "best" }
+///     fn check_shape(&self, shape: &[usize]) -> Result<()> {
+///         if shape.len() == 1 && shape[0] > 0 { Ok(()) }
+///         else { Err(dlm_core::DlmError::shape("best potentials", "[C], C >= 1", shape)) }
+///     }
+///     fn argmax(&self, theta: ArrayViewD<'_, f64>, out: &mut Vec<usize>) -> Result<()> {
+///         let t = checked_slice(self, &theta)?; // shape, NaN/inf, contiguity checked
+///         let best = (1..t.len()).fold(0, |b, i| if t[i] > t[b] { i } else { b });
+///         out.clear();
+///         out.push(best);
+///         Ok(())
+///     }
+///     fn enumerate(&self, shape: &[usize]) -> Result<Option<Vec<Vec<usize>>>> {
+///         self.check_shape(shape)?;
+///         Ok(Some((0..shape[0]).map(|c| vec![c]).collect()))
+///     }
+/// }
+///
+/// let theta = arr1(&[0.5, 2.0, -1.0]).into_dyn();
+/// let mut y = Vec::new();
+/// Best.argmax(theta.view(), &mut y)?;
+/// assert_eq!(y, vec![1]);
+/// assert_eq!(score(&theta.view(), &y), 2.0);
+/// assert!(Best.argmax(arr1(&[f64::NAN]).into_dyn().view(), &mut y).is_err());
+/// # Ok::<(), dlm_core::DlmError>(())
+/// ```
 pub trait StructuredArgmax: Send + Sync {
     /// The registered name (e.g. `matching`).
     fn name(&self) -> &str;
