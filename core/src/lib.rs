@@ -25,6 +25,11 @@ pub mod rng;
 pub mod scorer;
 pub mod structure;
 
+/// The `ndarray` this crate was built with: its array views cross the plugin boundary, so a
+/// plugin that uses `dlm_core::ndarray` instead of its own `ndarray` dependency can never
+/// disagree with the host about their layout.
+pub use ndarray;
+
 pub use config::{Config, Spec};
 pub use error::{ensure_finite, DlmError, Result};
 pub use estimator::{Batch, Diagnostics, DlmEstimate, DlmEstimator, NoiseKey, Workspace};

@@ -16,7 +16,7 @@
 use dlm_core::plugin::Registrar;
 use dlm_core::structure::checked_slice;
 use dlm_core::{DlmError, Loss, Result, StructuredArgmax, Target};
-use ndarray::{ArrayViewD, ArrayViewMutD};
+use dlm_core::ndarray::{ArrayViewD, ArrayViewMutD};
 
 /// The grid-path structure.
 #[derive(Debug, Clone, Default)]
