@@ -39,9 +39,9 @@ pub fn plugins(reg: &Registry, a: &PluginsArgs) -> Result<ExitCode> {
             println!("  {:<16} {}  [{}]", c.name, c.description, c.origin);
         }
         println!(
-            "core {} (plugin ABI {}), {}",
+            "core {} (plugin ABI fingerprint {}), {}",
             dlm_core::plugin::CORE_VERSION,
-            dlm_core::plugin::ABI_VERSION,
+            dlm_core::plugin::ABI_FINGERPRINT,
             dlm_core::plugin::RUSTC_VERSION
         );
     }

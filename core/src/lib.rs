@@ -9,11 +9,13 @@
 //! * [`estimator`]: the DLM gradient estimator with learned noise scale (two solver calls per
 //!   draw, zero-direction escape, counter-based seeding, parallel batches).
 //! * [`rng`]: counter-based seeding, so results do not depend on the number of threads.
+//! * [`abi_hash`]: the ABI fingerprint that decides whether a plugin library may be loaded.
 //!
 //! The sign convention of the whole crate is theory.md's: `y*(eps) = argmax <theta +
 //! sigma*gamma, phi(y)> + eps * l(y_true, y)`, and `(phi(y*(eps)) - phi(y*)) / eps` estimates
 //! `d E[l] / d theta`.
 
+pub mod abi_hash;
 pub mod config;
 pub mod error;
 pub mod estimator;

@@ -21,9 +21,36 @@
 //! The macro exports a [`PluginDeclaration`] under the symbol
 //! `dlm_plugin_declaration_<crate name>` (the crate's library name, which is also the stem of
 //! the built `lib<crate name>.so`), so that several plugins can be linked into one binary
-//! without clashing. The host reads the ABI version, the `dlm-core` version and the `rustc`
-//! version from it and refuses a mismatch **before** calling any plugin code: trait objects
-//! cross the boundary, so both sides must agree on their layout.
+//! without clashing.
+//!
+//! # Compatibility: the ABI fingerprint
+//! Trait objects, `Result`s with [`DlmError`], [`Config`]s and `ndarray` views cross the
+//! boundary as plain Rust types, so the plugin and the host must agree on their layout and on
+//! the traits' vtables: a plugin built against a `dlm-core` with one more (default) trait
+//! method calls the wrong functions. The host therefore refuses, **before** calling any plugin
+//! code, a plugin whose [`ABI_FINGERPRINT`] differs from its own. `build.rs` derives the
+//! fingerprint (a 128-bit FNV-1a hash, 32 hex digits, see [`abi_hash`](crate::abi_hash)) from:
+//!
+//! * the source text of the plugin-facing files of `dlm-core`: `structure.rs`, `loss.rs`,
+//!   `noise.rs`, `scorer.rs`, `plugin.rs`, `config.rs`, `error.rs` and `rng.rs`, with comments
+//!   (doc comments included) and whitespace removed, so that documentation and formatting
+//!   edits keep the fingerprint;
+//! * the `rustc --version` of the compiler: Rust has no stable ABI, so plugin and host must be
+//!   built by exactly the same compiler (a plugin from another compiler gets its own message);
+//! * the `ndarray` requirement of `dlm-core`'s `Cargo.toml` (resolved through the workspace),
+//!   since `ndarray` types cross the boundary.
+//!
+//! Any code change in those files (a new method, a changed signature, an added error variant,
+//! a new field) and any compiler change force a rebuild of plugins. Changes elsewhere in
+//! `dlm-core` (estimator, predictor, trainer, tasks, data loaders), comment edits and a
+//! different `dlm-core` version string do not: the version is only shown in messages. The
+//! fingerprint does not see the resolved `ndarray` patch version or build flags, so build
+//! plugins with the dlm's `Cargo.lock` and without flags that change type layouts.
+//!
+//! The declaration's first field is a layout number ([`DECLARATION_LAYOUT`]) that keeps its
+//! meaning in every version; from layout 2 on it is followed by the fingerprint, `dlm-core`
+//! version and `rustc` version ([`DeclarationHeader`]), so that a host can always name both
+//! sides. Plugins from before the fingerprint (layout 1) are refused with their versions.
 //!
 //! # Safety model
 //! * Every object a plugin creates is wrapped (inside the plugin, by generic code of this
@@ -50,13 +77,25 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Version of the plugin binary interface (layout of [`PluginDeclaration`], the traits and
-/// [`Registrar`]). Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 1;
-/// Version of `dlm-core` this binary was built with.
+/// Layout version of [`PluginDeclaration`]: the value of its first field.
+///
+/// The first field is a `u32` with this meaning in every version (the first `dlm-core`s
+/// called it the ABI version and wrote 1 there). From layout 2 on, the next three fields are
+/// always the NUL-terminated fingerprint, `dlm-core` version and `rustc` version, so that a
+/// host can name both sides even when the layouts differ.
+pub const DECLARATION_LAYOUT: u32 = 2;
+/// Fingerprint of the plugin binary interface of this build: 32 hex digits, a hash of the
+/// plugin-facing sources of `dlm-core` (comments and whitespace ignored), the `rustc`
+/// version and the `ndarray` requirement, derived by `build.rs` (see the
+/// [module docs](crate::plugin#compatibility-the-abi-fingerprint)).
+pub const ABI_FINGERPRINT: &str = env!("DLM_ABI_FINGERPRINT");
+/// Version of `dlm-core` this binary was built with (informational: the
+/// [`ABI_FINGERPRINT`] decides compatibility).
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `rustc --version` of the compiler that built this copy of `dlm-core`.
 pub const RUSTC_VERSION: &str = env!("DLM_RUSTC_VERSION");
+#[doc(hidden)]
+pub const ABI_FINGERPRINT_NUL: &str = concat!(env!("DLM_ABI_FINGERPRINT"), "\0");
 #[doc(hidden)]
 pub const CORE_VERSION_NUL: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 #[doc(hidden)]
@@ -67,18 +106,45 @@ pub const DECLARATION_SYMBOL_PREFIX: &str = "dlm_plugin_declaration_";
 /// The signature of a plugin's registration function.
 pub type RegisterFn = fn(&mut Registrar<'_>) -> Result<()>;
 
-/// The one item a plugin library exports. The first three fields keep their C layout in
-/// every ABI version, so the host can always read them before trusting anything else.
+/// The one item a plugin library exports.
+///
+/// The host reads the leading fields through [`DeclarationHeader`] (the first field alone
+/// for layouts it does not know) and checks them before it trusts anything else.
 #[repr(C)]
 pub struct PluginDeclaration {
-    /// [`ABI_VERSION`] of the plugin's build.
-    pub abi_version: u32,
+    /// [`DECLARATION_LAYOUT`] of the plugin's build.
+    pub layout: u32,
+    /// NUL-terminated [`ABI_FINGERPRINT`] of the plugin's build.
+    pub abi_fingerprint: *const u8,
     /// NUL-terminated `dlm-core` version of the plugin's build.
     pub core_version: *const u8,
     /// NUL-terminated `rustc --version` of the plugin's build.
     pub rustc_version: *const u8,
-    /// The registration function (called only after the versions matched).
+    /// The registration function (called only after the fingerprints matched).
     pub register: RegisterFn,
+}
+
+/// The leading fields of a [`PluginDeclaration`], which keep their C layout and meaning in
+/// every declaration layout from 2 on.
+#[repr(C)]
+pub struct DeclarationHeader {
+    /// The declaration layout ([`DECLARATION_LAYOUT`]).
+    pub layout: u32,
+    /// NUL-terminated ABI fingerprint.
+    pub abi_fingerprint: *const u8,
+    /// NUL-terminated `dlm-core` version.
+    pub core_version: *const u8,
+    /// NUL-terminated `rustc --version`.
+    pub rustc_version: *const u8,
+}
+
+/// The leading fields of the layout-1 declaration of the first `dlm-core`s (before the ABI
+/// fingerprint), read only to name the old plugin's versions in the refusal.
+#[repr(C)]
+struct DeclarationV1Header {
+    abi_version: u32,
+    core_version: *const u8,
+    rustc_version: *const u8,
 }
 
 // SAFETY: the declaration holds pointers to immutable, NUL-terminated string literals and a
@@ -87,24 +153,25 @@ unsafe impl Sync for PluginDeclaration {}
 
 /// Exports a plugin's registration function (see the [module docs](crate::plugin)).
 ///
-/// `export_plugin!(register)` declares this build's versions. The form
-/// `export_plugin!(register, core_version = "X.Y.Z")` declares another `dlm-core` version; it
-/// exists only so that tests can build a deliberately incompatible plugin.
+/// `export_plugin!(register)` declares this build's fingerprint and versions. The form
+/// `export_plugin!(register, abi_fingerprint = "deadbeef")` declares another ABI
+/// fingerprint; it exists only so that tests can build a deliberately incompatible plugin.
 #[macro_export]
 macro_rules! export_plugin {
     ($register:path) => {
-        $crate::export_plugin!(@decl $register, $crate::plugin::CORE_VERSION_NUL);
+        $crate::export_plugin!(@decl $register, $crate::plugin::ABI_FINGERPRINT_NUL);
     };
-    ($register:path, core_version = $v:literal) => {
-        $crate::export_plugin!(@decl $register, concat!($v, "\0"));
+    ($register:path, abi_fingerprint = $fp:literal) => {
+        $crate::export_plugin!(@decl $register, concat!($fp, "\0"));
     };
-    (@decl $register:path, $core:expr) => {
+    (@decl $register:path, $fingerprint:expr) => {
         #[doc(hidden)]
         #[export_name = concat!("dlm_plugin_declaration_", env!("CARGO_CRATE_NAME"))]
         pub static __DLM_PLUGIN_DECLARATION: $crate::plugin::PluginDeclaration =
             $crate::plugin::PluginDeclaration {
-                abi_version: $crate::plugin::ABI_VERSION,
-                core_version: $core.as_ptr(),
+                layout: $crate::plugin::DECLARATION_LAYOUT,
+                abi_fingerprint: $fingerprint.as_ptr(),
+                core_version: $crate::plugin::CORE_VERSION_NUL.as_ptr(),
                 rustc_version: $crate::plugin::RUSTC_VERSION_NUL.as_ptr(),
                 register: {
                     fn __dlm_register(
@@ -116,6 +183,90 @@ macro_rules! export_plugin {
                 },
             };
     };
+}
+
+/// Reads a NUL-terminated string that a declaration points to.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that lives as long as the library.
+unsafe fn read_cstr(p: *const u8) -> String {
+    if p.is_null() {
+        return "<missing>".into();
+    }
+    // SAFETY: non-null, NUL-terminated by the caller's contract.
+    unsafe { CStr::from_ptr(p as *const c_char) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Checks a plugin's declaration against this build and returns its registration function,
+/// or the reason to refuse the plugin. Nothing of the plugin is called.
+///
+/// # Safety
+/// `decl` points to a plugin's exported declaration: a `u32` layout number followed by the
+/// fields of that layout (layout 1: ABI version, core version, rustc version, register;
+/// layout 2 and later: as [`DeclarationHeader`]).
+unsafe fn check_declaration(decl: *const u8) -> std::result::Result<RegisterFn, String> {
+    let rebuild = format!(
+        "rebuild the plugin against this dlm's dlm-core ({CORE_VERSION}, ABI fingerprint \
+         {ABI_FINGERPRINT}) with the same compiler ('{RUSTC_VERSION}')"
+    );
+    // SAFETY: every layout starts with a u32.
+    let layout = unsafe { decl.cast::<u32>().read() };
+    if layout == 1 {
+        // SAFETY: layout 1 starts with DeclarationV1Header.
+        let (core, rustc) = unsafe {
+            let h = &*decl.cast::<DeclarationV1Header>();
+            debug_assert_eq!(h.abi_version, 1);
+            (read_cstr(h.core_version), read_cstr(h.rustc_version))
+        };
+        return Err(format!(
+            "incompatible plugin: it was built against dlm-core {core} with '{rustc}', which \
+             predates the ABI fingerprint (declaration layout 1; this dlm reads layout \
+             {DECLARATION_LAYOUT}); {rebuild}"
+        ));
+    }
+    if layout < 2 {
+        return Err(format!(
+            "incompatible plugin: unknown declaration layout {layout} (this dlm reads layout \
+             {DECLARATION_LAYOUT}); {rebuild}"
+        ));
+    }
+    // SAFETY: layouts from 2 on start with DeclarationHeader.
+    let (fingerprint, core, rustc) = unsafe {
+        let h = &*decl.cast::<DeclarationHeader>();
+        (
+            read_cstr(h.abi_fingerprint),
+            read_cstr(h.core_version),
+            read_cstr(h.rustc_version),
+        )
+    };
+    let sides = format!(
+        "the plugin was built against dlm-core {core} (ABI fingerprint {fingerprint}) with \
+         '{rustc}', this dlm uses dlm-core {CORE_VERSION} (ABI fingerprint {ABI_FINGERPRINT}) \
+         built with '{RUSTC_VERSION}'"
+    );
+    if rustc != RUSTC_VERSION {
+        return Err(format!(
+            "incompatible plugin: built with another compiler: {sides}. Plugins must be built \
+             with exactly the same rustc as the dlm that loads them (Rust has no stable ABI); \
+             {rebuild}"
+        ));
+    }
+    if fingerprint != ABI_FINGERPRINT {
+        return Err(format!(
+            "incompatible plugin: ABI fingerprint mismatch (the plugin-facing part of dlm-core \
+             differs): {sides}; {rebuild}"
+        ));
+    }
+    if layout != DECLARATION_LAYOUT {
+        return Err(format!(
+            "incompatible plugin: declaration layout {layout}, but this dlm reads layout \
+             {DECLARATION_LAYOUT}: {sides}; {rebuild}"
+        ));
+    }
+    // SAFETY: same layout and fingerprint: `decl` is a PluginDeclaration of this build.
+    Ok(unsafe { (*decl.cast::<PluginDeclaration>()).register })
 }
 
 /// Runs `f`, turning a panic into [`DlmError::PluginPanic`] with `context`.
@@ -271,10 +422,12 @@ impl Registry {
         register(&mut r)
     }
 
-    /// Loads a plugin library, checks its versions and registers its components.
+    /// Loads a plugin library, checks its ABI fingerprint and registers its components.
     ///
-    /// A library built with another ABI, `dlm-core` or `rustc` version is refused before any
-    /// of its code runs, with a message naming both sides' versions.
+    /// A library whose [`ABI_FINGERPRINT`] or `rustc` version differs from this build's (or
+    /// whose declaration has another layout) is refused before any of its code runs, with a
+    /// message naming both sides' fingerprints, `dlm-core` versions and `rustc` versions. A
+    /// different `dlm-core` version alone is not a reason to refuse.
     pub fn load_library(&mut self, path: &Path) -> Result<()> {
         let err = |message: String| DlmError::Plugin {
             path: path.to_path_buf(),
@@ -302,49 +455,21 @@ impl Registry {
             .unwrap_or_default();
         let crate_name = stem.strip_prefix("lib").unwrap_or(stem).replace('-', "_");
         let symbol = format!("{DECLARATION_SYMBOL_PREFIX}{crate_name}\0");
-        // SAFETY: the symbol, if present, is the address of a `PluginDeclaration` static; only
-        // its first three C-layout fields are read before the versions are checked.
-        let decl: &PluginDeclaration = unsafe {
-            let sym = lib
-                .get::<*const PluginDeclaration>(symbol.as_bytes())
-                .map_err(|_| {
-                    err(format!(
-                        "not a dlm plugin: symbol '{}' not found. A plugin exports it with \
+        // SAFETY: the symbol, if present, is the address of a plugin's declaration static; it
+        // is read field by field, as far as its layout allows, before anything is trusted.
+        let decl: *const u8 = unsafe {
+            let sym = lib.get::<*const u8>(symbol.as_bytes()).map_err(|_| {
+                err(format!(
+                    "not a dlm plugin: symbol '{}' not found. A plugin exports it with \
                          dlm_core::export_plugin!(register); keep the library's file name \
                          (lib<crate name>.so) as cargo built it",
-                        symbol.trim_end_matches('\0')
-                    ))
-                })?;
-            &**sym
+                    symbol.trim_end_matches('\0')
+                ))
+            })?;
+            *sym
         };
-        if decl.abi_version != ABI_VERSION {
-            return Err(err(format!(
-                "plugin ABI version {} but this dlm expects {ABI_VERSION}; rebuild the plugin against dlm-core {CORE_VERSION}",
-                decl.abi_version
-            )));
-        }
-        // SAFETY: ABI version matched, so both fields are NUL-terminated static strings.
-        let (core, rustc) = unsafe {
-            (
-                CStr::from_ptr(decl.core_version as *const c_char)
-                    .to_string_lossy()
-                    .into_owned(),
-                CStr::from_ptr(decl.rustc_version as *const c_char)
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        };
-        if core != CORE_VERSION {
-            return Err(err(format!(
-                "built against dlm-core {core}, but this dlm uses dlm-core {CORE_VERSION}; rebuild the plugin against dlm-core {CORE_VERSION}"
-            )));
-        }
-        if rustc != RUSTC_VERSION {
-            return Err(err(format!(
-                "built with '{rustc}', but this dlm was built with '{RUSTC_VERSION}'; rebuild the plugin with the same compiler"
-            )));
-        }
-        let register = decl.register;
+        // SAFETY: `decl` is the exported declaration (see above).
+        let register = unsafe { check_declaration(decl) }.map_err(err)?;
         let lib = Arc::new(lib);
         LOADED
             .lock()
@@ -651,5 +776,108 @@ impl<T: Scorer> Scorer for Guarded<T> {
     }
     fn to_device(&mut self, device: &str) -> Result<()> {
         catch_panic("scorer to_device", || self.0.to_device(device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(_: &mut Registrar<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn declaration(
+        fingerprint: &'static str,
+        core: &'static str,
+        rustc: &'static str,
+    ) -> PluginDeclaration {
+        PluginDeclaration {
+            layout: DECLARATION_LAYOUT,
+            abi_fingerprint: fingerprint.as_ptr(),
+            core_version: core.as_ptr(),
+            rustc_version: rustc.as_ptr(),
+            register,
+        }
+    }
+
+    fn check(d: &PluginDeclaration) -> std::result::Result<RegisterFn, String> {
+        // SAFETY: a declaration of this build's layout with NUL-terminated strings.
+        unsafe { check_declaration((d as *const PluginDeclaration).cast()) }
+    }
+
+    #[test]
+    fn the_fingerprint_is_32_hex_digits() {
+        assert_eq!(ABI_FINGERPRINT.len(), 32);
+        assert!(ABI_FINGERPRINT.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(ABI_FINGERPRINT_NUL.trim_end_matches('\0'), ABI_FINGERPRINT);
+    }
+
+    #[test]
+    fn this_builds_declaration_is_accepted() {
+        let d = declaration(ABI_FINGERPRINT_NUL, CORE_VERSION_NUL, RUSTC_VERSION_NUL);
+        assert!(check(&d).is_ok());
+    }
+
+    #[test]
+    fn another_core_version_with_the_same_fingerprint_is_accepted() {
+        let d = declaration(ABI_FINGERPRINT_NUL, "9.9.9\0", RUSTC_VERSION_NUL);
+        assert!(check(&d).is_ok());
+    }
+
+    #[test]
+    fn another_fingerprint_is_refused_naming_both_sides() {
+        let d = declaration("deadbeef\0", "9.9.9\0", RUSTC_VERSION_NUL);
+        let msg = check(&d).expect_err("refused");
+        for part in [
+            "ABI fingerprint mismatch",
+            "ABI fingerprint deadbeef",
+            &format!("ABI fingerprint {ABI_FINGERPRINT}"),
+            "dlm-core 9.9.9",
+            &format!("dlm-core {CORE_VERSION}"),
+            RUSTC_VERSION,
+            "rebuild the plugin",
+        ] {
+            assert!(msg.contains(part), "'{part}' missing: {msg}");
+        }
+    }
+
+    #[test]
+    fn another_compiler_is_refused_with_its_own_message() {
+        let d = declaration("deadbeef\0", CORE_VERSION_NUL, "rustc 1.0.0 (old)\0");
+        let msg = check(&d).expect_err("refused");
+        assert!(msg.contains("another compiler"), "{msg}");
+        assert!(msg.contains("'rustc 1.0.0 (old)'"), "{msg}");
+        assert!(msg.contains(&format!("'{RUSTC_VERSION}'")), "{msg}");
+        // Even with a (forged) matching fingerprint.
+        let d = declaration(ABI_FINGERPRINT_NUL, CORE_VERSION_NUL, "rustc 1.0.0 (old)\0");
+        assert!(check(&d).is_err());
+    }
+
+    #[test]
+    fn layout_1_and_unknown_layouts_are_refused() {
+        let v1 = DeclarationV1Header {
+            abi_version: 1,
+            core_version: c"0.1.0".as_ptr().cast(),
+            rustc_version: RUSTC_VERSION_NUL.as_ptr(),
+        };
+        // SAFETY: a layout-1 header with NUL-terminated strings.
+        let msg = unsafe { check_declaration((&v1 as *const DeclarationV1Header).cast()) }
+            .expect_err("refused");
+        assert!(msg.contains("layout 1"), "{msg}");
+        assert!(msg.contains("dlm-core 0.1.0"), "{msg}");
+        assert!(msg.contains("rebuild the plugin"), "{msg}");
+        let zero = 0u32;
+        // SAFETY: layout 0 is refused after reading the first u32 only.
+        let msg = unsafe { check_declaration((&zero as *const u32).cast()) }.expect_err("refused");
+        assert!(msg.contains("unknown declaration layout 0"), "{msg}");
+        // A later layout with the same leading fields is refused, naming both sides.
+        let mut d = declaration(ABI_FINGERPRINT_NUL, CORE_VERSION_NUL, RUSTC_VERSION_NUL);
+        d.layout = DECLARATION_LAYOUT + 1;
+        let msg = check(&d).expect_err("refused");
+        assert!(
+            msg.contains(&format!("declaration layout {}", DECLARATION_LAYOUT + 1)),
+            "{msg}"
+        );
     }
 }
