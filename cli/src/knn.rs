@@ -1,8 +1,8 @@
 //! `dlm train --task knn` and evaluation of saved k-NN models.
 
-use crate::common::{num, parse_list, print_json};
+use crate::args::TrainArgs;
+use crate::common::{check_writable, num, parse_list, print_json, Progress};
 use crate::plot;
-use crate::train::{check_writable, Progress, TrainArgs};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
 use dlm_tasks::data;
 use dlm_tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
@@ -22,13 +22,13 @@ struct KnnSpecs {
     sigma_net: String,
 }
 
+/// Builds the task on `split`, the data set `specs.data` loaded once by the caller.
 fn build(
     reg: &Registry,
     specs: &KnnSpecs,
     settings: KnnSettings,
-    data_dir: &Path,
+    split: data::Split,
 ) -> Result<KnnTask> {
-    let split = data::load(&specs.data, data_dir)?;
     let structure = reg.structure(&Spec::named("topk").with("k", specs.k))?;
     let noise = reg.noise(&specs.noise.parse()?)?;
     let loss = reg.loss(&Spec::named("label-mismatch"))?;
@@ -63,10 +63,9 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         ));
     }
     let data_dir = a.data_dir.clone().unwrap_or_else(data::default_data_dir);
-    let probe = data::load(&a.data, &data_dir)?;
-    let d = probe.train.dim();
-    let n_train = probe.train.len();
-    drop(probe);
+    let split = data::load(&a.data, &data_dir)?;
+    let d = split.train.dim();
+    let n_train = split.train.len();
     let mu_lr = a.mu_lr.unwrap_or(1e-3);
     let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Fixed(0.3));
     let draws = a.draws.unwrap_or(1);
@@ -112,7 +111,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         },
         seed: a.seed,
     };
-    let mut task = build(reg, &specs, settings, &data_dir)?;
+    let mut task = build(reg, &specs, settings, split)?;
     for p in [&a.save, &a.plot].into_iter().flatten() {
         check_writable(p)?;
     }
@@ -220,7 +219,8 @@ pub fn eval_knn(
         },
         seed: m.parse("seed", p)?,
     };
-    let mut task = build(reg, &specs, settings, data_dir)?;
+    let split = data::load(&specs.data, data_dir)?;
+    let mut task = build(reg, &specs, settings, split)?;
     task.model_mut().load_from(m, p)?;
     let metrics = task.evaluate(&ks)?;
     if json_out {

@@ -2,6 +2,7 @@
 //!
 //! Run `dlm --help` for the commands and `dlm COMMAND --help` for their options.
 
+mod args;
 mod bench;
 mod common;
 mod knn;
@@ -48,9 +49,9 @@ enum Command {
     /// Check the Gumbel-max identities and the DLM gradient against finite differences.
     Verify(verify::VerifyArgs),
     /// Train a perturbed predictor (sorting by matching, k-NN) with DLM.
-    Train(Box<train::TrainArgs>),
+    Train(Box<args::TrainArgs>),
     /// Evaluate a saved model on a fresh test set.
-    Eval(train::EvalArgs),
+    Eval(args::EvalArgs),
     /// Benchmark the solvers.
     Bench(bench::BenchArgs),
 }
