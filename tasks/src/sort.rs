@@ -123,8 +123,9 @@ pub fn check_permutation_structure(structure: &dyn StructuredArgmax, n: usize) -
         DlmError::invalid(
             "structure",
             format!(
-                "'{}' cannot be used by the sort task, which needs an {n} x {n} matching (one \
-                 entry per row and column, e.g. the structure 'matching'): {why}",
+                "'{}' cannot be used by the sort task, which needs a matching of {n} x {n} \
+                 potentials (one entry per row and column, e.g. the structure 'matching'): \
+                 {why}",
                 structure.name()
             ),
         )

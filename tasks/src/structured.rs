@@ -74,6 +74,23 @@ pub const DEFAULT_TEST_FRACTION: f64 = 0.2;
 /// Counter that keys the split's shuffle, apart from the per-epoch shuffles.
 const SPLIT_COUNTER: u64 = 0x5350_4c49_5400_0000; // "SPLIT"
 
+/// How the test split is made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TestSplit {
+    /// The file's `x_test` arrays when it has them, else this fraction held out (by a seeded
+    /// shuffle). `Auto(DEFAULT_TEST_FRACTION)` is the default.
+    Auto(f64),
+    /// This fraction held out; a file with `x_test` is refused, since the fraction would not
+    /// be used.
+    Fraction(f64),
+}
+
+impl Default for TestSplit {
+    fn default() -> Self {
+        TestSplit::Auto(DEFAULT_TEST_FRACTION)
+    }
+}
+
 /// How a file gave its targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetForm {
@@ -151,12 +168,11 @@ pub struct StructuredData {
 }
 
 impl StructuredData {
-    /// Reads and validates the `.npz` file at `path`; `test_fraction` (default
-    /// [`DEFAULT_TEST_FRACTION`]) and `seed` make the split when the file has no `x_test`
-    /// (a `test_fraction` given for a file that has `x_test` is an error).
-    pub fn load(path: &Path, test_fraction: Option<f64>, seed: u64) -> Result<Self> {
+    /// Reads and validates the `.npz` file at `path`; `split` and `seed` say how the test
+    /// split is made (see [`TestSplit`]).
+    pub fn load(path: &Path, split: TestSplit, seed: u64) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| DlmError::io("reading", path, e))?;
-        Self::from_reader(std::io::BufReader::new(file), path, test_fraction, seed)
+        Self::from_reader(std::io::BufReader::new(file), path, split, seed)
     }
 
     /// [`load`](StructuredData::load) from any reader of `.npz` bytes; `source` names it in
@@ -164,7 +180,7 @@ impl StructuredData {
     pub fn from_reader<R: Read + Seek>(
         reader: R,
         source: &Path,
-        test_fraction: Option<f64>,
+        split: TestSplit,
         seed: u64,
     ) -> Result<Self> {
         let mut ar = Archive::open(reader, source)?;
@@ -217,7 +233,7 @@ impl StructuredData {
         let x_test = ar.features("x_test")?;
         let (train, test, split) = match x_test {
             Some(xt) => {
-                if test_fraction.is_some() {
+                if let TestSplit::Fraction(_) = split {
                     return Err(DlmError::invalid(
                         "test_fraction",
                         format!(
@@ -294,7 +310,7 @@ impl StructuredData {
                         ));
                     }
                 }
-                let f = test_fraction.unwrap_or(DEFAULT_TEST_FRACTION);
+                let (TestSplit::Auto(f) | TestSplit::Fraction(f)) = split;
                 let (train, test) = split_fraction(&all, f, seed, source)?;
                 (train, test, SplitSource::Fraction(f))
             }
@@ -1051,7 +1067,8 @@ mod tests {
     }
 
     fn load(bytes: Vec<u8>, fraction: Option<f64>, seed: u64) -> Result<StructuredData> {
-        StructuredData::from_reader(Cursor::new(bytes), Path::new("t.npz"), fraction, seed)
+        let split = fraction.map_or_else(TestSplit::default, TestSplit::Fraction);
+        StructuredData::from_reader(Cursor::new(bytes), Path::new("t.npz"), split, seed)
     }
 
     fn err(arrays: Vec<(&str, Arr)>) -> String {
@@ -1158,20 +1175,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!((d.train.len(), d.test.len()), (2, 1));
-        // A test fraction for a file with its own test split is refused.
-        let e = load(
+        // A test fraction given for a file with its own test split is refused; as a fallback
+        // (Auto) it gives way to x_test.
+        let file = || {
             npz(vec![
                 ("x", x32(6)),
                 ("phi", phi(6)),
                 ("x_test", x32(2)),
                 ("phi_test", phi(2)),
-            ]),
-            Some(0.3),
+            ])
+        };
+        let e = load(file(), Some(0.3), 0).unwrap_err().to_string();
+        assert!(e.contains("x_test"), "{e}");
+        let d = StructuredData::from_reader(
+            Cursor::new(file()),
+            Path::new("t.npz"),
+            TestSplit::Auto(0.3),
             0,
         )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("x_test"), "{e}");
+        .unwrap();
+        assert_eq!((d.split, d.test.len()), (SplitSource::Arrays, 2));
     }
 
     /// A test file: named arrays.
