@@ -8,6 +8,7 @@ mod common;
 mod knn;
 mod plot;
 mod solve;
+mod structured;
 mod train;
 mod verify;
 
@@ -48,7 +49,8 @@ enum Command {
     Sample(solve::SampleArgs),
     /// Check the Gumbel-max identities and the DLM gradient against finite differences.
     Verify(verify::VerifyArgs),
-    /// Train a perturbed predictor (sorting by matching, k-NN) with DLM.
+    /// Train a perturbed predictor (sorting by matching, k-NN, any structure on a data file) with
+    /// DLM.
     Train(Box<args::TrainArgs>),
     /// Evaluate a saved model on a fresh test set.
     Eval(args::EvalArgs),

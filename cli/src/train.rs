@@ -48,29 +48,24 @@ fn print_metrics(m: &SortMetrics, range: (f64, f64)) {
     );
 }
 
+/// `dlm train`: refuses options the task does not use, then runs the task.
 pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
-    for (name, v) in [("--mu-lr", a.mu_lr), ("--sigma-lr", a.sigma_lr)] {
-        if let Some(v) = v {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(DlmError::invalid(
-                    name,
-                    format!("{v}: must be finite and >= 0"),
-                ));
-            }
-        }
-    }
+    a.check()?;
     match a.task {
         TaskKind::Sort => train_sort(reg, a),
         TaskKind::Knn => crate::knn::train_knn(reg, a),
+        TaskKind::Structured => crate::structured::train_structured(reg, a),
     }
 }
 
 fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
-    let range = parse_range(&a.test_range)?;
-    if a.test_size == 0 {
+    let range = parse_range(a.test_range.as_deref().unwrap_or("0,1"))?;
+    let test_size = a.test_size.unwrap_or(1000);
+    if test_size == 0 {
         return Err(DlmError::invalid("--test-size", "must be at least 1"));
     }
-    let n = a.n;
+    let n = a.n.unwrap_or(10);
+    let batch = a.batch.unwrap_or(10);
     let (mu_lr, sigma_lr) = (a.mu_lr.unwrap_or(0.1), a.sigma_lr.unwrap_or(1e-6));
     let (epochs, patience) = (a.epochs.unwrap_or(2000), a.patience.unwrap_or(50));
     let noise = a
@@ -98,8 +93,8 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     };
     let settings = SortSettings {
         n,
-        batch: a.batch,
-        train_size: a.train_size,
+        batch,
+        train_size: a.train_size.unwrap_or(0),
         estimator: DlmEstimator {
             epsilon: a.epsilon.unwrap_or(-12.0),
             draws,
@@ -127,7 +122,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         &mut |r: &EpochRecord, _improved: bool| progress.update(r),
     )?;
     progress.bar.finish_and_clear();
-    let metrics = task.evaluate(a.test_size, range.0, range.1, a.seed)?;
+    let metrics = task.evaluate(test_size, range.0, range.1, a.seed)?;
     if !a.quiet {
         eprintln!(
             "trained {} epochs in {:.2} s ({:.1} us/epoch){}",
@@ -153,7 +148,7 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         print_json(&json!({
             "task": "sort",
             "n": n,
-            "batch": a.batch,
+            "batch": batch,
             "draws": draws,
             "noise": noise,
             "loss": specs.loss,
@@ -186,18 +181,24 @@ fn save_sort(path: &Path, task: &SortTask, specs: &SortSpecs, a: &TrainArgs) -> 
     h.insert("mu".into(), specs.mu.clone());
     h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
     h.insert("sigma_net".into(), specs.sigma_net.clone());
-    h.insert("batch".into(), a.batch.to_string());
+    h.insert("batch".into(), task.settings().batch.to_string());
     h.insert("draws".into(), task.settings().estimator.draws.to_string());
     h.insert("seed".into(), a.seed.to_string());
     task.model().save_into(&mut m)?;
     m.write(path)
 }
 
+/// `dlm eval`: rebuilds a saved model (any task) and evaluates it.
 pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
-    let range = parse_range(&a.test_range)?;
     let m = ModelFile::read(&a.load)?;
     let p = &a.load;
     let task_name = m.get("task", p)?;
+    if ["sort", "knn", "structured"].contains(&task_name) {
+        a.check_for(task_name)?;
+    }
+    if task_name == "structured" {
+        return crate::structured::eval_structured(reg, &m, p, a.data.as_deref(), a.json);
+    }
     if task_name == "knn" {
         let dir = a
             .data_dir
@@ -212,6 +213,8 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
             format!("unknown task '{task_name}'"),
         ));
     }
+    let range = parse_range(a.test_range.as_deref().unwrap_or("0,1"))?;
+    let test_size = a.test_size.unwrap_or(1000);
     let n: usize = m.parse("n", p)?;
     let seed: u64 = m.parse("seed", p)?;
     let specs = SortSpecs {
@@ -238,7 +241,7 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
     let mut task = build_sort(reg, &specs, settings)?;
     task.model_mut().load_from(&m, p)?;
     let test_seed = a.seed.unwrap_or(seed);
-    let metrics = task.evaluate(a.test_size, range.0, range.1, test_seed)?;
+    let metrics = task.evaluate(test_size, range.0, range.1, test_seed)?;
     if a.json {
         print_json(&json!({
             "task": "sort",
