@@ -1412,6 +1412,33 @@ mod tests {
     }
 
     #[test]
+    fn compressed_archives_load() {
+        use ndarray_npy::WriteNpyExt;
+        let npy_of = |a: Arr| {
+            let mut b = Vec::new();
+            match a {
+                Arr::F64(a) => a.write_npy(&mut b),
+                Arr::I64(a) => a.write_npy(&mut b),
+                _ => unreachable!(),
+            }
+            .unwrap();
+            b
+        };
+        let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, a) in truth_file() {
+            z.start_file(format!("{name}.npy"), opts).unwrap();
+            z.write_all(&npy_of(a)).unwrap();
+        }
+        let bytes = z.finish().unwrap().into_inner();
+        assert_eq!(
+            load(bytes, None, 7).unwrap(),
+            load(npz(truth_file()), None, 7).unwrap()
+        );
+    }
+
+    #[test]
     fn same_set_ignores_order() {
         assert!(same_set(&[3, 1, 2], &[1, 2, 3]));
         assert!(!same_set(&[1, 2], &[1, 2, 3]));
