@@ -1,9 +1,14 @@
-//! Shared pieces of the commands: the registry, array input, JSON output.
+//! Shared pieces of the commands: the registry, array input, option parsing, training
+//! progress, output checks, JSON output.
 
 use dlm_core::{DlmError, Registry, Result};
+use dlm_tasks::trainer::EpochRecord;
 use dlm_tasks::{NoiseScale, SigmaChoice};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{ArrayD, IxDyn};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Builds the registry: built-in plugins, then `DLM_PLUGIN_PATH`, then `--plugin` paths.
 pub fn registry(plugins: &[PathBuf]) -> Result<Registry> {
@@ -138,4 +143,83 @@ pub fn num(x: f64) -> serde_json::Value {
     serde_json::Number::from_f64(x)
         .map(serde_json::Value::Number)
         .unwrap_or(serde_json::Value::Null)
+}
+
+/// Parses `--test-range LO,HI` (finite, LO < HI).
+pub(crate) fn parse_range(s: &str) -> Result<(f64, f64)> {
+    let v: Vec<f64> = parse_list(s, "--test-range")?;
+    match v.as_slice() {
+        [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok((*lo, *hi)),
+        _ => Err(DlmError::invalid(
+            "--test-range",
+            format!("'{s}': write LO,HI with LO < HI, e.g. 0,1"),
+        )),
+    }
+}
+
+/// Training progress on stderr: a bar on a terminal, a line every two seconds otherwise.
+pub(crate) struct Progress {
+    pub(crate) bar: ProgressBar,
+    plain: bool,
+    last: Instant,
+}
+
+impl Progress {
+    /// A progress display for `total` epochs (nothing when `quiet`).
+    pub(crate) fn new(total: u64, quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if quiet || !tty {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        } else {
+            let b =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        };
+        Progress {
+            bar,
+            plain: !quiet && !tty,
+            last: Instant::now(),
+        }
+    }
+
+    /// Shows one epoch's record.
+    pub(crate) fn update(&mut self, r: &EpochRecord) {
+        let msg = format!(
+            "loss {:.4} perturbed {:.4} sigma {:.4} eps {:.3} zero-dir {:.2}",
+            r.loss, r.perturbed_loss, r.sigma, r.epsilon, r.zero_rate
+        );
+        self.bar.set_position(r.epoch + 1);
+        if !self.bar.is_hidden() {
+            self.bar.set_message(msg);
+        } else if self.plain && self.last.elapsed().as_secs_f64() >= 2.0 {
+            eprintln!("epoch {} {msg}", r.epoch + 1);
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// Checks before training that `p` can be written later (its directory exists).
+pub(crate) fn check_writable(p: &Path) -> Result<()> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(DlmError::invalid(
+            "output path",
+            format!(
+                "{}: directory {} does not exist",
+                p.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! `dlm train --task knn` and evaluation of saved k-NN models.
 
-use crate::common::{num, parse_list, print_json};
+use crate::args::TrainArgs;
+use crate::common::{check_writable, num, parse_list, print_json, Progress};
 use crate::plot;
-use crate::train::{check_writable, Progress, TrainArgs};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
 use dlm_tasks::data;
 use dlm_tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
@@ -22,13 +22,13 @@ struct KnnSpecs {
     sigma_net: String,
 }
 
+/// Builds the task on `split`, the data set `specs.data` loaded once by the caller.
 fn build(
     reg: &Registry,
     specs: &KnnSpecs,
     settings: KnnSettings,
-    data_dir: &Path,
+    split: data::Split,
 ) -> Result<KnnTask> {
-    let split = data::load(&specs.data, data_dir)?;
     let structure = reg.structure(&Spec::named("topk").with("k", specs.k))?;
     let noise = reg.noise(&specs.noise.parse()?)?;
     let loss = reg.loss(&Spec::named("label-mismatch"))?;
@@ -54,8 +54,12 @@ fn print_accuracy(what: &str, m: &KnnMetrics) {
     eprintln!("{what} ({} test images): {}", m.n_test, parts.join(", "));
 }
 
+/// `dlm train --task knn` (options already checked by [`TrainArgs::check`]).
 pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
-    let ks: Vec<usize> = parse_list(&a.eval_k, "--eval-k")?;
+    let eval_k = a.eval_k.clone().unwrap_or_else(|| "1,3,5,9".into());
+    let ks: Vec<usize> = parse_list(&eval_k, "--eval-k")?;
+    let data_name = a.data.clone().unwrap_or_else(|| "digits".into());
+    let (k, queries) = (a.k.unwrap_or(5), a.queries.unwrap_or(100));
     if ks.is_empty() || ks.contains(&0) {
         return Err(DlmError::invalid(
             "--eval-k",
@@ -63,22 +67,21 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         ));
     }
     let data_dir = a.data_dir.clone().unwrap_or_else(data::default_data_dir);
-    let probe = data::load(&a.data, &data_dir)?;
-    let d = probe.train.dim();
-    let n_train = probe.train.len();
-    drop(probe);
+    let split = data::load(&data_name, &data_dir)?;
+    let d = split.train.dim();
+    let n_train = split.train.len();
     let mu_lr = a.mu_lr.unwrap_or(1e-3);
     let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Fixed(0.3));
     let draws = a.draws.unwrap_or(1);
     let sigma_lr = a.sigma_lr.unwrap_or(1e-5);
-    let default_cand = if a.data == "cifar10" { 600 } else { 800 };
+    let default_cand = if data_name == "cifar10" { 600 } else { 800 };
     let candidates = a
         .candidates
         .unwrap_or(default_cand)
-        .min(n_train.saturating_sub(a.queries));
+        .min(n_train.saturating_sub(queries));
     let specs = KnnSpecs {
-        data: a.data.clone(),
-        k: a.k,
+        data: data_name.clone(),
+        k,
         noise: a.noise.clone().unwrap_or_else(|| "gumbel".into()),
         // Small inputs (digits, 64 pixels): identity-initialised, so training starts from
         // pixel k-NN (dlm_plugin_mlp::init_identity). Large inputs: a 256-64 MLP embedding.
@@ -101,8 +104,8 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         }),
     };
     let settings = KnnSettings {
-        k: a.k,
-        queries: a.queries,
+        k,
+        queries,
         candidates,
         estimator: DlmEstimator {
             epsilon: a.epsilon.unwrap_or(-0.1),
@@ -112,7 +115,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         },
         seed: a.seed,
     };
-    let mut task = build(reg, &specs, settings, &data_dir)?;
+    let mut task = build(reg, &specs, settings, split)?;
     for p in [&a.save, &a.plot].into_iter().flatten() {
         check_writable(p)?;
     }
@@ -136,7 +139,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "trained {} epochs in {:.1} s on {} ({} train / {} test images)",
             report.epochs_run,
             report.seconds,
-            a.data,
+            data_name,
             task.data().train.len(),
             task.data().test.len()
         );
@@ -153,11 +156,11 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         h.insert("mu".into(), specs.mu.clone());
         h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
         h.insert("sigma_net".into(), specs.sigma_net.clone());
-        h.insert("queries".into(), a.queries.to_string());
+        h.insert("queries".into(), queries.to_string());
         h.insert("candidates".into(), candidates.to_string());
         h.insert("draws".into(), draws.to_string());
         h.insert("seed".into(), a.seed.to_string());
-        h.insert("eval_k".into(), a.eval_k.clone());
+        h.insert("eval_k".into(), eval_k.clone());
         task.model().save_into(&mut m)?;
         m.write(p)?;
     }
@@ -168,9 +171,9 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         let last = report.history.last().cloned();
         print_json(&json!({
             "task": "knn",
-            "data": a.data,
-            "k": a.k,
-            "queries": a.queries,
+            "data": data_name,
+            "k": k,
+            "queries": queries,
             "candidates": candidates,
             "draws": draws,
             "noise": specs.noise,
@@ -193,6 +196,7 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `dlm eval` of a saved k-NN model on its data set's test split.
 pub fn eval_knn(
     reg: &Registry,
     m: &ModelFile,
@@ -220,7 +224,8 @@ pub fn eval_knn(
         },
         seed: m.parse("seed", p)?,
     };
-    let mut task = build(reg, &specs, settings, data_dir)?;
+    let split = data::load(&specs.data, data_dir)?;
+    let mut task = build(reg, &specs, settings, split)?;
     task.model_mut().load_from(m, p)?;
     let metrics = task.evaluate(&ks)?;
     if json_out {

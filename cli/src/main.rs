@@ -2,11 +2,13 @@
 //!
 //! Run `dlm --help` for the commands and `dlm COMMAND --help` for their options.
 
+mod args;
 mod bench;
 mod common;
 mod knn;
 mod plot;
 mod solve;
+mod structured;
 mod train;
 mod verify;
 
@@ -47,10 +49,11 @@ enum Command {
     Sample(solve::SampleArgs),
     /// Check the Gumbel-max identities and the DLM gradient against finite differences.
     Verify(verify::VerifyArgs),
-    /// Train a perturbed predictor (sorting by matching, k-NN) with DLM.
-    Train(Box<train::TrainArgs>),
+    /// Train a perturbed predictor (sorting by matching, k-NN, any structure on a data file) with
+    /// DLM.
+    Train(Box<args::TrainArgs>),
     /// Evaluate a saved model on a fresh test set.
-    Eval(train::EvalArgs),
+    Eval(args::EvalArgs),
     /// Benchmark the solvers.
     Bench(bench::BenchArgs),
 }

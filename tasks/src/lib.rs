@@ -16,6 +16,7 @@ pub mod knn;
 pub mod model;
 pub mod model_file;
 pub mod sort;
+pub mod structured;
 pub mod trainer;
 
 pub use model::{

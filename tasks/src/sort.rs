@@ -110,6 +110,59 @@ pub fn squared_sort_loss(x: &[f64], pos: &[usize]) -> f64 {
     sorted.iter().zip(&z).map(|(s, v)| (s - v) * (s - v)).sum()
 }
 
+/// Refuses a structure that cannot carry a sort target.
+///
+/// The sort task's target is a permutation of `n` positions, an `n x n` matching with one
+/// active entry per row and column. The structure must accept `[n, n]` potentials
+/// ([`check_shape`](StructuredArgmax::check_shape)), and its argmax on three random `n x n`
+/// matrices (a fixed seed, independent of the task's) must return such permutations: a
+/// structure that accepts the shape but solves something else (a path, a top-k over all
+/// entries) is refused here rather than trained against targets it can never produce.
+pub fn check_permutation_structure(structure: &dyn StructuredArgmax, n: usize) -> Result<()> {
+    let refuse = |why: String| {
+        DlmError::invalid(
+            "structure",
+            format!(
+                "'{}' cannot be used by the sort task, which needs a matching of {n} x {n} \
+                 potentials (one entry per row and column, e.g. the structure 'matching'): \
+                 {why}",
+                structure.name()
+            ),
+        )
+    };
+    structure
+        .check_shape(&[n, n])
+        .map_err(|e| refuse(e.to_string()))?;
+    let mut active = Vec::with_capacity(n);
+    for probe in 0..3u64 {
+        let mut rng = rng_for(0, Stream::Other, &[PERMUTATION_PROBE, probe]);
+        let theta = Array2::from_shape_fn((n, n), |_| open01(&mut rng) - 0.5).into_dyn();
+        structure.argmax(theta.view(), &mut active).map_err(|e| {
+            refuse(format!(
+                "its argmax on a random {n} x {n} matrix failed ({e})"
+            ))
+        })?;
+        let (mut rows, mut cols) = (vec![false; n], vec![false; n]);
+        let permutation = active.len() == n
+            && active.iter().all(|&i| {
+                i < n * n
+                    && !std::mem::replace(&mut rows[i / n], true)
+                    && !std::mem::replace(&mut cols[i % n], true)
+            });
+        if !permutation {
+            return Err(refuse(format!(
+                "its argmax on a random {n} x {n} matrix returned the active set {active:?} \
+                 ({} entries), not a permutation",
+                active.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Counter of the random matrices of [`check_permutation_structure`].
+const PERMUTATION_PROBE: u64 = 0x5045_524d; // "PERM"
+
 /// The sorting experiment: components, settings and state.
 pub struct SortTask {
     settings: SortSettings,
@@ -147,7 +200,7 @@ impl SortTask {
         if settings.batch == 0 {
             return Err(DlmError::invalid("--batch", "must be at least 1"));
         }
-        structure.check_shape(&[n, n])?;
+        check_permutation_structure(structure.as_ref(), n)?;
         let out = mu.output_shape(&[settings.batch, n, 1])?;
         if out != [settings.batch, n, n] {
             return Err(DlmError::invalid(
@@ -393,5 +446,55 @@ mod tests {
         assert!(squared_sort_loss(&x, &[0, 1, 2]) > 0.0);
         let t = sort_target(&x);
         assert_eq!(t.truth, vec![2, 3, 7]);
+    }
+
+    #[test]
+    fn only_permutation_structures_carry_a_sort_target() {
+        use dlm_core::{Registry, Spec};
+        let mut reg = Registry::new();
+        reg.register_builtin("matching", dlm_plugin_matching::register)
+            .unwrap();
+        reg.register_builtin("topk", dlm_plugin_topk::register)
+            .unwrap();
+        let matching = reg.structure(&Spec::named("matching")).unwrap();
+        check_permutation_structure(matching.as_ref(), 6).unwrap();
+        // Top-k refuses the shape.
+        let topk = reg.structure(&"topk:k=3".parse().unwrap()).unwrap();
+        let err = check_permutation_structure(topk.as_ref(), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'topk' cannot be used by the sort task"),
+            "{err}"
+        );
+        assert!(err.contains("[m]"), "the shape error is kept: {err}");
+
+        // A structure that takes [n, n] potentials but always picks the first row.
+        struct FirstRow;
+        impl StructuredArgmax for FirstRow {
+            fn name(&self) -> &str {
+                "first-row"
+            }
+            fn check_shape(&self, shape: &[usize]) -> Result<()> {
+                match shape {
+                    [_, _] => Ok(()),
+                    _ => Err(DlmError::shape("first-row", "[H, W]", shape)),
+                }
+            }
+            fn argmax(
+                &self,
+                theta: ndarray::ArrayViewD<'_, f64>,
+                out: &mut Vec<usize>,
+            ) -> Result<()> {
+                out.clear();
+                out.extend(0..theta.shape()[1]);
+                Ok(())
+            }
+        }
+        let err = check_permutation_structure(&FirstRow, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a permutation"), "{err}");
+        assert!(err.contains("[0, 1, 2, 3]"), "{err}");
     }
 }

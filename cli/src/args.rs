@@ -1,0 +1,289 @@
+//! The options of `dlm train` and `dlm eval` (shared by the task modules), and the check that
+//! refuses an option the chosen task (or the loaded model) does not use.
+//!
+//! Task-specific options are `Option`s without a clap default, so that "given" can be told
+//! apart from "defaulted": an option given to a task that does not use it is an error, never
+//! silently ignored. Their defaults are applied by the task modules (and named in `--help`).
+
+use clap::{Args, ValueEnum};
+use dlm_core::{DlmError, Result};
+use dlm_tasks::SigmaChoice;
+use std::path::PathBuf;
+
+/// Which experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskKind {
+    /// Learning to sort: d numbers, a d x d matching (seed experiment 1).
+    Sort,
+    /// k-NN image classification with a learned embedding (seed experiment 2).
+    Knn,
+    /// Any structure on a supervised .npz data file (features x, true structures).
+    Structured,
+}
+
+impl TaskKind {
+    /// The name on the command line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Sort => "sort",
+            TaskKind::Knn => "knn",
+            TaskKind::Structured => "structured",
+        }
+    }
+}
+
+/// Options of `dlm train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The experiment.
+    #[arg(long, value_enum, default_value_t = TaskKind::Sort)]
+    pub(crate) task: TaskKind,
+    /// Sequence length d (sort) [default: 10].
+    #[arg(long)]
+    pub(crate) n: Option<usize>,
+    /// Examples per batch (sort: sequences, default 10; structured: examples of the training
+    /// split, default 32).
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
+    /// Training sequences (sort): 0 draws a fresh batch every epoch (one step per epoch, the
+    /// default); N fixes a training set of N sequences, one pass per epoch.
+    #[arg(long)]
+    pub(crate) train_size: Option<usize>,
+    /// Noise draws per example [default: sort 5, knn 1 (the seed: one draw is usually best
+    /// for k > 1), structured 1].
+    #[arg(long)]
+    pub(crate) draws: Option<usize>,
+    /// Initial eps of the loss-augmented argmax (negative: towards the ground truth)
+    /// [default: sort -12, knn -0.1, structured -1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) epsilon: Option<f64>,
+    /// Largest |eps| the zero-direction escape (|eps| *= 1.1) may reach [default: sort 1000,
+    /// knn 0.9999 (the seed's cap), structured 1000].
+    #[arg(long)]
+    pub(crate) max_epsilon: Option<f64>,
+    /// Maximum epochs [default: sort 2000, knn 15, structured 50].
+    #[arg(long)]
+    pub(crate) epochs: Option<u64>,
+    /// Stop after this many epochs without improvement of the training loss (0: never)
+    /// [default: sort 50, knn 0, structured 0].
+    #[arg(long)]
+    pub(crate) patience: Option<u64>,
+    /// Early stopping watches the mean training loss of this many recent epochs.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) smooth: usize,
+    /// Learning rate of the default mu (Adam) [default: sort 0.1, knn 1e-3, structured 0.01].
+    #[arg(long)]
+    pub(crate) mu_lr: Option<f64>,
+    /// Learning rate of the default sigma network (SGD) [default: sort 1e-6, knn 1e-5,
+    /// structured 1e-5].
+    #[arg(long)]
+    pub(crate) sigma_lr: Option<f64>,
+    /// Noise model (any registered one, with options), e.g. gumbel, gumbel:variance=3,
+    /// gaussian:std=2 [default: sort gumbel:variance=3 (the official code), knn and
+    /// structured gumbel].
+    #[arg(long)]
+    pub(crate) noise: Option<String>,
+    /// Noise scale: learned (a network), fixed:VALUE, or none (no noise)
+    /// [default: sort and structured learned, knn fixed:0.3 (see docs/results.md)].
+    #[arg(long)]
+    pub(crate) sigma: Option<SigmaChoice>,
+    /// Structure, any registered one with options (sort: a matching, default `matching`;
+    /// structured: required, e.g. grid-path from the example plugin; knn always uses
+    /// topk:k=K).
+    #[arg(long)]
+    pub(crate) structure: Option<String>,
+    /// Task loss (sort default: hamming, which sorts d = 50 and 100 without error where the
+    /// official +-x^2 loss, `sort`, leaves small numbers misplaced, see docs/results.md;
+    /// structured: required; knn always uses label-mismatch).
+    #[arg(long)]
+    pub(crate) loss: Option<String>,
+    /// The mu scorer [default: sort mlp:sizes=1-32-N; structured mlp:sizes=F-M, a linear
+    /// model from the F features to the M potentials; Adam at --mu-lr].
+    #[arg(long)]
+    pub(crate) mu: Option<String>,
+    /// The sigma scorer [default: mlp:sizes=IN-1,out=softplus with SGD at --sigma-lr].
+    #[arg(long = "sigma-net")]
+    pub(crate) sigma_net: Option<String>,
+    /// Test sequences (sort) [default: 1000].
+    #[arg(long)]
+    pub(crate) test_size: Option<usize>,
+    /// Range LO,HI of the uniform test numbers (sort) [default: 0,1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) test_range: Option<String>,
+    /// Data: knn, a data set name (digits (embedded, the default), mnist, fashion-mnist,
+    /// cifar10); structured, a .npz file (required; arrays described in docs/cli.md).
+    #[arg(long)]
+    pub(crate) data: Option<String>,
+    /// Where fetched data sets live (knn; scripts/fetch-data.sh) [default: $DLM_DATA_DIR or
+    /// .data].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Fraction of the examples held out for testing (structured, when the file has no
+    /// x_test) [default: 0.2].
+    #[arg(long)]
+    pub(crate) test_fraction: Option<f64>,
+    /// Neighbours chosen during training (knn) [default: 5].
+    #[arg(long)]
+    pub(crate) k: Option<usize>,
+    /// Queries per step (knn) [default: 100].
+    #[arg(long)]
+    pub(crate) queries: Option<usize>,
+    /// Candidates per step (knn) [default: 800, 600 for cifar10, at most what the data allows].
+    #[arg(long)]
+    pub(crate) candidates: Option<usize>,
+    /// Values of k for the k-NN test accuracy (knn) [default: 1,3,5,9].
+    #[arg(long)]
+    pub(crate) eval_k: Option<String>,
+    /// Seed of every random draw (data, split, initialisation, noise).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Write the trained model here (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) save: Option<PathBuf>,
+    /// Write an SVG plot of training loss, sigma and eps per epoch.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) plot: Option<PathBuf>,
+    /// Print one JSON object with the results on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// Refuses the first option in `given` (flag, whether it was given, the tasks that use it,
+/// an optional hint) that `task` does not use.
+fn refuse_unused(task: &str, given: &[(&str, bool, &[&str], &str)], what: &str) -> Result<()> {
+    for &(flag, is_given, users, hint) in given {
+        if is_given && !users.contains(&task) {
+            let users: Vec<String> = users.iter().map(|u| format!("{what} {u}")).collect();
+            return Err(DlmError::Unsupported {
+                component: format!("{what} {task}"),
+                what: flag.to_string(),
+                hint: if hint.is_empty() {
+                    format!("{flag} applies to {} only; remove it", users.join(" and "))
+                } else {
+                    hint.to_string()
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+impl TrainArgs {
+    /// Refuses options that the chosen task does not use (an option is never silently
+    /// ignored), and checks the learning rates.
+    pub(crate) fn check(&self) -> Result<()> {
+        for (name, v) in [("--mu-lr", self.mu_lr), ("--sigma-lr", self.sigma_lr)] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(DlmError::invalid(
+                        name,
+                        format!("{v}: must be finite and >= 0"),
+                    ));
+                }
+            }
+        }
+        const SORT: &[&str] = &["sort"];
+        const KNN: &[&str] = &["knn"];
+        const STRUCTURED: &[&str] = &["structured"];
+        const SORT_STRUCTURED: &[&str] = &["sort", "structured"];
+        const KNN_STRUCTURED: &[&str] = &["knn", "structured"];
+        let knn_fixed = "the k-NN task always uses the structure topk:k=K (choose K with --k) \
+                         and the label-mismatch loss; remove it";
+        refuse_unused(
+            self.task.as_str(),
+            &[
+                (
+                    "--structure",
+                    self.structure.is_some(),
+                    SORT_STRUCTURED,
+                    knn_fixed,
+                ),
+                ("--loss", self.loss.is_some(), SORT_STRUCTURED, knn_fixed),
+                ("--n", self.n.is_some(), SORT, ""),
+                ("--train-size", self.train_size.is_some(), SORT, ""),
+                ("--test-size", self.test_size.is_some(), SORT, ""),
+                ("--test-range", self.test_range.is_some(), SORT, ""),
+                ("--batch", self.batch.is_some(), SORT_STRUCTURED, ""),
+                (
+                    "--data",
+                    self.data.is_some(),
+                    KNN_STRUCTURED,
+                    "the sort task draws its own sequences (--n, --train-size, --test-range); \
+                     remove it",
+                ),
+                ("--data-dir", self.data_dir.is_some(), KNN, ""),
+                (
+                    "--test-fraction",
+                    self.test_fraction.is_some(),
+                    STRUCTURED,
+                    "",
+                ),
+                ("--k", self.k.is_some(), KNN, ""),
+                ("--queries", self.queries.is_some(), KNN, ""),
+                ("--candidates", self.candidates.is_some(), KNN, ""),
+                ("--eval-k", self.eval_k.is_some(), KNN, ""),
+            ],
+            "--task",
+        )
+    }
+}
+
+/// Options of `dlm eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A model written by `dlm train --save`.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) load: PathBuf,
+    /// Test sequences (sort models) [default: 1000].
+    #[arg(long)]
+    pub(crate) test_size: Option<usize>,
+    /// Range LO,HI of the uniform test numbers (sort models) [default: 0,1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) test_range: Option<String>,
+    /// Seed of the test set (sort models) [default: the model's training seed].
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Where fetched data sets live (k-NN models) [default: $DLM_DATA_DIR or .data].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The .npz data file (structured models) [default: the file the model was trained on,
+    /// as stored in the model]. Evaluates on its test split.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl EvalArgs {
+    /// Refuses options that a model of task `task` does not use.
+    pub(crate) fn check_for(&self, task: &str) -> Result<()> {
+        const SORT: &[&str] = &["sort"];
+        refuse_unused(
+            task,
+            &[
+                ("--test-size", self.test_size.is_some(), SORT, ""),
+                ("--test-range", self.test_range.is_some(), SORT, ""),
+                (
+                    "--seed",
+                    self.seed.is_some(),
+                    SORT,
+                    "its test set is fixed by the data (and, for a held-out fraction, by the \
+                     training seed stored in the model); remove it",
+                ),
+                ("--data-dir", self.data_dir.is_some(), &["knn"], ""),
+                (
+                    "--data",
+                    self.data.is_some(),
+                    &["structured"],
+                    "--data applies to structured models only (a k-NN model evaluates on the \
+                     data set it was trained on, found in --data-dir); remove it",
+                ),
+            ],
+            "a model of task",
+        )
+    }
+}
