@@ -35,7 +35,7 @@ use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::{NoiseModel, EULER_GAMMA};
 use dlm_core::rng::{open01, rng_for, DlmRng, Stream};
 use dlm_core::structure::StructuredArgmax;
-use ndarray::{Array1, ArrayD, ArrayViewMutD, IxDyn};
+use ndarray::{Array1, ArrayD, IxDyn};
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
@@ -668,9 +668,10 @@ pub fn check_dlm_argmax(
 /// tolerance is `z` combined standard errors plus the estimator's `O(eps)` bias, measured as
 /// half the difference between the `+eps` and `-eps` estimates.
 ///
-/// Where the structure lists its solutions (`enumerate`), the finite differences use a
-/// brute-force argmax over them, independent of the solver under test; otherwise the
-/// structure's own argmax (the detail says which).
+/// Where the structure lists its solutions (`enumerate`, and not too many: at most ~200k
+/// operations per draw, e.g. matchings up to 6 x 6), the finite differences use a brute-force
+/// argmax over them, independent of the solver under test; otherwise the structure's own
+/// argmax (the detail says which).
 #[allow(clippy::too_many_arguments)]
 pub fn check_dlm_monte_carlo(
     estimator: &EstimatorFn<'_>,
@@ -692,8 +693,13 @@ pub fn check_dlm_monte_carlo(
     let samples = chunks * per_chunk;
     let th = theta.as_standard_layout().to_owned();
     let th = th.as_slice().expect("contiguous");
-    let brute = match structure.enumerate(&shape)? {
-        Some(list) if !list.is_empty() => Some(Solutions::new(list, true)),
+    // Brute force while one draw costs at most ~200k operations (e.g. matchings up to 6 x 6).
+    let listed = structure.enumerate(&shape)?;
+    let too_many = listed
+        .as_ref()
+        .is_some_and(|l| l.len() * (m + l.iter().map(Vec::len).max().unwrap_or(0)) > 200_000);
+    let brute = match listed {
+        Some(list) if !list.is_empty() && !too_many => Some(Solutions::new(list, true)),
         _ => None,
     };
     if let Some(b) = &brute {
@@ -719,6 +725,9 @@ pub fn check_dlm_monte_carlo(
             "FD by brute force over {} enumerated solutions",
             b.list.len()
         ),
+        None if too_many => {
+            "FD with the structure's own argmax (too many enumerated solutions)".to_string()
+        }
         None => "FD with the structure's own argmax (enumerate returns None)".to_string(),
     };
     // Expected-loss finite differences with common random numbers: per draw, the loss at
@@ -844,39 +853,6 @@ pub fn check_dlm_monte_carlo(
         ));
     }
     Ok(checks)
-}
-
-/// The 0/1 loss over classes (`truth = [t]`), linear: `L = -e_t`, `c = 1`. The kit's own copy,
-/// so that [`check_noise`]'s callers can run [`check_dlm_argmax`] without a plugin.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClassZeroOne;
-
-impl Loss for ClassZeroOne {
-    fn name(&self) -> &str {
-        "zero-one (kit)"
-    }
-    fn value(&self, target: &Target, _shape: &[usize], active: &[usize]) -> Result<f64> {
-        Ok(if active == target.truth.as_slice() {
-            0.0
-        } else {
-            1.0
-        })
-    }
-    fn linear_form(&self, target: &Target, mut out: ArrayViewMutD<'_, f64>) -> Result<Option<f64>> {
-        out.fill(0.0);
-        let s = out.as_slice_mut().expect("contiguous");
-        for &t in &target.truth {
-            *s.get_mut(t)
-                .ok_or_else(|| DlmError::invalid("zero-one target", format!("class {t}")))? = -1.0;
-        }
-        Ok(Some(1.0))
-    }
-}
-
-/// The kit's multiclass argmax structure (`[C]` potentials, ties to the lowest index), for
-/// [`check_dlm_argmax`] and [`structure_sampler`] without a plugin.
-pub fn class_argmax() -> &'static dyn StructuredArgmax {
-    &Classes
 }
 
 #[cfg(test)]
