@@ -475,6 +475,49 @@ mod tests {
         assert!(row.failed() && row.detail.contains("not linear"), "{r}");
     }
 
+    /// Needs `m + 1` weights (one per item and a constant), which no default target has.
+    struct Special;
+
+    impl Loss for Special {
+        fn name(&self) -> &str {
+            "special"
+        }
+        fn value(&self, target: &Target, shape: &[usize], active: &[usize]) -> Result<f64> {
+            let w = &target.weights;
+            if w.len() != shape[0] + 1 {
+                return Err(DlmError::invalid("special", "needs m + 1 weights"));
+            }
+            Ok(w[shape[0]] + active.iter().map(|&i| w[i]).sum::<f64>())
+        }
+        fn linear_form(
+            &self,
+            target: &Target,
+            mut out: ArrayViewMutD<'_, f64>,
+        ) -> Result<Option<f64>> {
+            let m = out.len();
+            out.as_slice_mut()
+                .unwrap()
+                .copy_from_slice(&target.weights[..m]);
+            Ok(Some(target.weights[m]))
+        }
+    }
+
+    #[test]
+    fn a_target_builder_serves_losses_with_special_weights() {
+        let s = Pairs { flip: false };
+        let r = check_loss(&s, &Special, &KitOptions::default()).unwrap();
+        let row = r.get(LOSS_ROWS[0]).unwrap();
+        assert!(
+            row.failed() && row.detail.contains("give KitOptions::target"),
+            "{r}"
+        );
+        let opts = KitOptions::default().with_target(|shape, truth, rng| Target {
+            truth: truth.to_vec(),
+            weights: (0..=shape[0]).map(|_| open01(rng)).collect(),
+        });
+        check_loss(&s, &Special, &opts).unwrap().assert_pass();
+    }
+
     #[test]
     fn a_wrong_linear_form_fails() {
         let r = check_loss(
