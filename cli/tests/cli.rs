@@ -1,7 +1,8 @@
 //! End-to-end tests of the `dlm` binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 fn dlm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dlm"))
@@ -9,6 +10,41 @@ fn dlm(args: &[&str]) -> Output {
         .env_remove("DLM_PLUGIN_PATH")
         .output()
         .expect("run dlm")
+}
+
+/// Builds the example and fixture plugins once (same profile and target dir as this test) and
+/// returns the path of `lib<name>.so`.
+fn plugin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        // target/<profile>/deps/<test> -> target/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .args([
+                "-p",
+                "dlm-example-grid-path",
+                "-p",
+                "dlm-fixture-broken-plugin",
+            ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("run cargo build").success(),
+            "building the plugin libraries failed"
+        );
+        dir
+    });
+    dir.join(format!("lib{name}.so"))
 }
 
 fn ok_json(args: &[&str]) -> serde_json::Value {
@@ -169,7 +205,137 @@ fn sample_reports_frequencies() {
 fn verify_passes_and_reports_a_table() {
     let v = ok_json(&["verify", "--samples", "20000", "--json"]);
     assert_eq!(v["failed"], 0, "{v:#}");
+    assert_eq!(v["skipped"], 0, "{v:#}");
     assert!(v["checks"].as_array().unwrap().len() >= 8);
+    let out = dlm(&["verify", "--samples", "20000"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("check") && table.contains("tolerance"),
+        "{table}"
+    );
+}
+
+#[test]
+fn verify_holds_for_any_gumbel_and_skips_the_identities_for_other_noise() {
+    // The official sorting code's noise: the identities at its own scale, not scale 1.
+    let v = ok_json(&[
+        "verify",
+        "--noise",
+        "gumbel:variance=3",
+        "--samples",
+        "20000",
+        "--json",
+    ]);
+    assert_eq!(v["failed"], 0, "{v:#}");
+    let v = ok_json(&[
+        "verify",
+        "--noise",
+        "gaussian",
+        "--samples",
+        "20000",
+        "--json",
+    ]);
+    assert_eq!(v["failed"], 0, "{v:#}");
+    let skipped: Vec<&serde_json::Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "skip")
+        .collect();
+    assert_eq!(skipped.len(), 7, "identities and exact argmax rows: {v:#}");
+    assert!(skipped[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not Gumbel-family"));
+}
+
+#[test]
+fn verify_refuses_meaningless_options() {
+    assert!(err_text(&["verify", "--sigma", "0"]).contains("--sigma"));
+    assert!(err_text(&["verify", "--sigma", "-1"]).contains("--sigma"));
+    assert!(err_text(&["verify", "--z", "-1"]).contains("--z"));
+    assert!(err_text(&["verify", "--samples", "10"]).contains("--samples"));
+    assert!(err_text(&["verify", "--epsilon", "0"]).contains("--epsilon"));
+    assert!(err_text(&["verify", "--loss", "hamming"]).contains("--structure"));
+    assert!(err_text(&["verify", "--structure", "nosuch"]).contains("available"));
+}
+
+#[test]
+fn verify_runs_the_kit_on_a_plugin_structure() {
+    let lib = plugin("dlm_example_grid_path");
+    let lib = lib.to_str().unwrap();
+    let v = ok_json(&[
+        "--plugin",
+        lib,
+        "verify",
+        "--structure",
+        "grid-path",
+        "--loss",
+        "path-miss",
+        "--samples",
+        "20000",
+        "--json",
+    ]);
+    assert_eq!(v["failed"], 0, "{v:#}");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "optimal vs brute force (continuous theta)",
+        "loss: value = c + <L, phi(y)> on every solution",
+        "argmax frequencies = softmax(mu/(sigma*beta))",
+        "DLM gradient = finite differences (Monte Carlo, grid-path",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(want)),
+            "{want} in {names:?}"
+        );
+    }
+    // Without a loss the gradient row is skipped, with the reason.
+    let v = ok_json(&[
+        "--plugin",
+        lib,
+        "verify",
+        "--structure",
+        "grid-path",
+        "--samples",
+        "20000",
+        "--json",
+    ]);
+    let last = v["checks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "skip", "{last:#}");
+    assert!(last["detail"].as_str().unwrap().contains("no loss"));
+}
+
+#[test]
+fn verify_fails_a_broken_structure_and_names_the_check() {
+    let lib = plugin("dlm_fixture_broken_plugin");
+    let out = dlm(&[
+        "--plugin",
+        lib.to_str().unwrap(),
+        "verify",
+        "--structure",
+        "broken-argmax",
+        "--loss",
+        "zero-one",
+        "--samples",
+        "20000",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed check exits 1");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("optimal vs brute force (continuous theta)"))
+        .unwrap_or_else(|| panic!("no optimality row in\n{table}"));
+    assert!(row.ends_with("FAIL"), "{row}");
+    assert!(
+        table.contains("returned [") && table.contains("theta [") && table.contains("seed 0"),
+        "the failing instance is named:\n{table}"
+    );
 }
 
 #[test]

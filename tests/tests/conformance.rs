@@ -1,18 +1,19 @@
-//! The conformance suite every structure runs: optimality against brute force on small sizes,
-//! `phi` consistent with the score, deterministic tie-breaking, refusal of bad input. Plus the
-//! LAPJV solver against `pathfinding::kuhn_munkres` on random and degenerate matrices up to
-//! n = 200.
+//! The conformance suite every structure runs, through the public test kit
+//! (`dlm_testkit::conformance`): optimality against brute force over the enumerated solutions,
+//! feasibility, `phi` consistent with the score, deterministic tie-breaking, refusal of bad
+//! input. The built-ins' `enumerate` (the kit's ground truth) is checked here against an
+//! independent enumeration. Plus the matching-specific tests: LAPJV against
+//! `pathfinding::kuhn_munkres` on random and degenerate matrices up to n = 200, and warm starts.
 
 use dlm_core::rng::{open01, rng_for, DlmRng, Stream};
-use dlm_core::structure::{score, write_phi};
+use dlm_core::structure::score;
 use dlm_core::StructuredArgmax;
 use dlm_plugin_argmax::Argmax;
 use dlm_plugin_matching::{kuhn_munkres_max, lapjv, Algo, Matching};
 use dlm_plugin_topk::TopK;
+use dlm_testkit::{conformance, KitOptions};
 use ndarray::{ArrayD, IxDyn};
-
-/// All feasible solutions of a small problem, as active sets.
-type Enumerate = dyn Fn(&[usize]) -> Vec<Vec<usize>>;
+use std::collections::BTreeSet;
 
 fn permutations(n: usize) -> Vec<Vec<usize>> {
     fn rec(n: usize, cur: &mut Vec<usize>, used: &mut [bool], out: &mut Vec<Vec<usize>>) {
@@ -42,96 +43,78 @@ fn subsets(m: usize, k: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-fn random(shape: &[usize], rng: &mut DlmRng, kind: usize) -> ArrayD<f64> {
-    ArrayD::from_shape_fn(IxDyn(shape), |ix| match kind {
-        0 => open01(rng) * 2.0 - 1.0,          // continuous
-        1 => (open01(rng) * 3.0).floor(),      // many ties
-        2 => 1.5,                              // all equal
-        3 => ix[shape.len() - 1] as f64 * 0.5, // equal rows
-        _ => (open01(rng) - 0.5) * 1e9,        // large magnitude
-    })
+/// The kit's conformance checks on the given shapes; panics with the failure table.
+fn conformance(s: &dyn StructuredArgmax, shapes: Vec<Vec<usize>>, seed: u64) {
+    let opts = KitOptions {
+        seed,
+        ..KitOptions::default()
+    }
+    .with_shapes(shapes);
+    let r = conformance::check_structure(s, &opts).unwrap();
+    r.assert_pass();
+    assert_eq!(r.num_skipped(), 0, "every check applies:\n{r}");
 }
 
-/// The suite: for every case, the solver's score equals the brute-force optimum, the active
-/// set is feasible, `<theta, phi>` equals the score, and two calls agree.
-fn conformance(s: &dyn StructuredArgmax, shapes: &[Vec<usize>], enumerate: &Enumerate, seed: u64) {
-    let mut rng = rng_for(seed, Stream::Other, &[0]);
-    for shape in shapes {
-        let feasible = enumerate(shape);
-        for kind in 0..5 {
-            for _ in 0..if kind == 0 { 20 } else { 4 } {
-                let theta = random(shape, &mut rng, kind);
-                let mut out = Vec::new();
-                s.argmax(theta.view(), &mut out).unwrap();
-                let mut sorted = out.clone();
-                sorted.sort_unstable();
-                assert!(
-                    feasible.iter().any(|f| {
-                        let mut g = f.clone();
-                        g.sort_unstable();
-                        g == sorted
-                    }),
-                    "{}: {out:?} is not a feasible solution for shape {shape:?}",
-                    s.name()
-                );
-                let best = feasible
-                    .iter()
-                    .map(|f| score(&theta.view(), f))
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let got = score(&theta.view(), &out);
-                let tol = 1e-9 * best.abs().max(1.0);
-                assert!(
-                    (got - best).abs() <= tol,
-                    "{}: score {got} but optimum {best} on {theta:?}",
-                    s.name()
-                );
-                let mut phi = ArrayD::zeros(IxDyn(shape));
-                write_phi(&out, &mut phi.view_mut()).unwrap();
-                let dot: f64 = phi.iter().zip(theta.iter()).map(|(p, t)| p * t).sum();
-                assert!((dot - got).abs() <= tol, "phi inconsistent with score");
-                let mut again = Vec::new();
-                s.argmax(theta.view(), &mut again).unwrap();
-                assert_eq!(out, again, "{}: not deterministic", s.name());
-            }
+/// `enumerate` lists exactly `expected` (as sets), in the structure's canonical order.
+fn enumerates(s: &dyn StructuredArgmax, shape: &[usize], expected: Vec<Vec<usize>>) {
+    let got = s
+        .enumerate(shape)
+        .unwrap()
+        .expect("small shapes are enumerated");
+    let as_sets = |v: &[Vec<usize>]| -> BTreeSet<Vec<usize>> {
+        v.iter()
+            .map(|y| {
+                let mut y = y.clone();
+                y.sort_unstable();
+                y
+            })
+            .collect()
+    };
+    assert_eq!(got.len(), expected.len(), "{} {shape:?}", s.name());
+    assert_eq!(as_sets(&got), as_sets(&expected), "{} {shape:?}", s.name());
+    for y in &got {
+        let mut theta = ArrayD::from_elem(IxDyn(shape), -1.0);
+        for &i in y {
+            theta.as_slice_mut().unwrap()[i] = 1.0;
         }
-        // Bad input: NaN, infinity, wrong shape.
-        let mut bad = random(shape, &mut rng, 0);
-        bad.as_slice_mut().unwrap()[0] = f64::NAN;
-        assert!(
-            s.argmax(bad.view(), &mut Vec::new()).is_err(),
-            "NaN accepted"
-        );
-        bad.as_slice_mut().unwrap()[0] = f64::INFINITY;
-        assert!(
-            s.argmax(bad.view(), &mut Vec::new()).is_err(),
-            "inf accepted"
-        );
+        let mut out = Vec::new();
+        s.argmax(theta.view(), &mut out).unwrap();
+        assert_eq!(&out, y, "{}: canonical order of {y:?}", s.name());
     }
-    let wrong = ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4]));
-    assert!(
-        s.argmax(wrong.view(), &mut Vec::new()).is_err(),
-        "3-d accepted"
-    );
+}
+
+#[test]
+fn builtin_enumerations_are_complete() {
+    let m = Matching::new(Algo::Lapjv, true);
+    for n in 1..=6 {
+        enumerates(&m, &[n, n], permutations(n));
+    }
+    assert!(m.enumerate(&[9, 9]).unwrap().is_none(), "too large to list");
+    for k in 1..=4 {
+        let t = TopK::new(k).unwrap();
+        for n in k..=9 {
+            enumerates(&t, &[n], subsets(n, k));
+        }
+    }
+    for c in 1..=8 {
+        enumerates(&Argmax, &[c], subsets(c, 1));
+    }
 }
 
 #[test]
 fn matching_lapjv_conforms() {
-    let shapes: Vec<Vec<usize>> = (1..=7).map(|n| vec![n, n]).collect();
     conformance(
         &Matching::new(Algo::Lapjv, true),
-        &shapes,
-        &|s| permutations(s[0]),
+        (1..=7).map(|n| vec![n, n]).collect(),
         1,
     );
 }
 
 #[test]
 fn matching_kuhn_munkres_conforms() {
-    let shapes: Vec<Vec<usize>> = (1..=6).map(|n| vec![n, n]).collect();
     conformance(
         &Matching::new(Algo::KuhnMunkres, true),
-        &shapes,
-        &|s| permutations(s[0]),
+        (1..=6).map(|n| vec![n, n]).collect(),
         2,
     );
 }
@@ -139,11 +122,9 @@ fn matching_kuhn_munkres_conforms() {
 #[test]
 fn topk_conforms() {
     for k in 1..=4 {
-        let shapes: Vec<Vec<usize>> = (k..=9).map(|m| vec![m]).collect();
         conformance(
             &TopK::new(k).unwrap(),
-            &shapes,
-            &move |s| subsets(s[0], k),
+            (k..=9).map(|m| vec![m]).collect(),
             3 + k as u64,
         );
     }
@@ -151,8 +132,7 @@ fn topk_conforms() {
 
 #[test]
 fn argmax_conforms() {
-    let shapes: Vec<Vec<usize>> = (1..=8).map(|m| vec![m]).collect();
-    conformance(&Argmax, &shapes, &|s| subsets(s[0], 1), 9);
+    conformance(&Argmax, (1..=8).map(|m| vec![m]).collect(), 9);
 }
 
 #[test]

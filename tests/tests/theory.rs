@@ -4,11 +4,12 @@
 
 use dlm_core::estimator::{Batch, NoiseKey};
 use dlm_core::rng::DlmRng;
-use dlm_core::{DlmEstimate, NoiseModel, Result, StructuredArgmax, Target};
+use dlm_core::{DlmEstimate, NoiseModel, Result, Spec, StructuredArgmax, Target};
 use dlm_plugin_argmax::{Argmax, ZeroOne};
 use dlm_plugin_matching::{Algo, Hamming, Matching};
-use dlm_plugin_noise::Gumbel;
-use dlm_testkit::theory::{self as verify, Check};
+use dlm_plugin_noise::{Gaussian, Gumbel};
+use dlm_testkit::theory::{self as verify, Check, GumbelFit};
+use dlm_testkit::KitOptions;
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestRng, TestRunner};
@@ -30,6 +31,9 @@ fn runner(cases: u32) -> TestRunner {
 fn gumbel() -> Gumbel {
     Gumbel::new(1.0, true)
 }
+
+/// The fit of `gumbel()`: zero mean, scale 1.
+const FIT: GumbelFit = GumbelFit::ZERO_MEAN;
 
 fn assert_pass(c: &Check) {
     assert!(
@@ -63,7 +67,7 @@ fn identity_1_softmax_frequencies() {
     let sampler = verify::structure_sampler(&s, &n);
     runner(4)
         .run(&mu_sigma(), |(mu, sigma)| {
-            let c = verify::check_softmax_frequencies(&sampler, &mu, sigma, N, 1, Z).unwrap();
+            let c = verify::check_softmax_frequencies(&sampler, &FIT, &mu, sigma, N, 1, Z).unwrap();
             prop_assert!(c.pass(), "{c:?}");
             Ok(())
         })
@@ -76,7 +80,7 @@ fn identity_2_expected_max_is_sigma_log_zhat() {
     let sampler = verify::structure_sampler(&s, &n);
     runner(4)
         .run(&mu_sigma(), |(mu, sigma)| {
-            let c = verify::check_expected_max(&sampler, &mu, sigma, N, 2, Z).unwrap();
+            let c = verify::check_expected_max(&sampler, &FIT, &mu, sigma, N, 2, Z).unwrap();
             prop_assert!(c.pass(), "{c:?}");
             Ok(())
         })
@@ -89,7 +93,7 @@ fn identity_3_max_is_gumbel_around_log_zhat() {
     let sampler = verify::structure_sampler(&s, &n);
     runner(4)
         .run(&mu_sigma(), |(mu, sigma)| {
-            let c = verify::check_max_distribution(&sampler, &n, &mu, sigma, N, 3, Z).unwrap();
+            let c = verify::check_max_distribution(&sampler, &FIT, &mu, sigma, N, 3, Z).unwrap();
             prop_assert!(c.pass(), "{c:?}");
             Ok(())
         })
@@ -102,7 +106,7 @@ fn identity_4_gradient_of_expected_max_is_softmax() {
     let sampler = verify::structure_sampler(&s, &n);
     runner(3)
         .run(&mu_sigma(), |(mu, sigma)| {
-            let c = verify::check_gradient_of_max(&sampler, &mu, sigma, N / 4, 4, Z).unwrap();
+            let c = verify::check_gradient_of_max(&sampler, &FIT, &mu, sigma, N / 4, 4, Z).unwrap();
             prop_assert!(c.pass(), "{c:?}");
             Ok(())
         })
@@ -124,13 +128,13 @@ fn identity_checks_fail_on_a_missing_factor_of_sigma() {
     let wrong = unscaled_sampler(&s, &n);
     let mu = [0.8, -0.3, 0.1, 0.5];
     let sigma = 0.4;
-    assert_fail(&verify::check_softmax_frequencies(&wrong, &mu, sigma, N, 1, Z).unwrap());
-    assert_fail(&verify::check_expected_max(&wrong, &mu, sigma, N, 2, Z).unwrap());
-    assert_fail(&verify::check_max_distribution(&wrong, &n, &mu, sigma, N, 3, Z).unwrap());
-    assert_fail(&verify::check_gradient_of_max(&wrong, &mu, sigma, N / 4, 4, Z).unwrap());
+    assert_fail(&verify::check_softmax_frequencies(&wrong, &FIT, &mu, sigma, N, 1, Z).unwrap());
+    assert_fail(&verify::check_expected_max(&wrong, &FIT, &mu, sigma, N, 2, Z).unwrap());
+    assert_fail(&verify::check_max_distribution(&wrong, &FIT, &mu, sigma, N, 3, Z).unwrap());
+    assert_fail(&verify::check_gradient_of_max(&wrong, &FIT, &mu, sigma, N / 4, 4, Z).unwrap());
     // And the same inputs pass with the right sampler.
     let right = verify::structure_sampler(&s, &n);
-    assert_pass(&verify::check_softmax_frequencies(&right, &mu, sigma, N, 1, Z).unwrap());
+    assert_pass(&verify::check_softmax_frequencies(&right, &FIT, &mu, sigma, N, 1, Z).unwrap());
 }
 
 #[test]
@@ -140,7 +144,8 @@ fn dlm_gradient_matches_exact_finite_differences_for_argmax_both_signs() {
     runner(3)
         .run(&(mu_sigma(), 0usize..2), |((mu, sigma), t)| {
             for eps in [-0.1, 0.1] {
-                let c = verify::check_dlm_argmax(&est, &mu, sigma, t, eps, 40, 1500, 5, Z).unwrap();
+                let c = verify::check_dlm_argmax(&est, &FIT, &mu, sigma, t, eps, 40, 1500, 5, Z)
+                    .unwrap();
                 prop_assert!(c.pass(), "{c:?}");
             }
             Ok(())
@@ -180,11 +185,17 @@ fn dlm_checks_fail_on_a_wrong_sign_or_sigma_factor() {
     let est = verify::dlm_estimator(&s, &n, &l);
     let mu = [0.6, -0.2, 0.3];
     let sigma = 0.5;
-    assert_pass(&verify::check_dlm_argmax(&est, &mu, sigma, 1, -0.1, 40, 1500, 5, Z).unwrap());
+    assert_pass(
+        &verify::check_dlm_argmax(&est, &FIT, &mu, sigma, 1, -0.1, 40, 1500, 5, Z).unwrap(),
+    );
     let flipped = flipped_eps(&est);
-    assert_fail(&verify::check_dlm_argmax(&flipped, &mu, sigma, 1, -0.1, 40, 1500, 5, Z).unwrap());
+    assert_fail(
+        &verify::check_dlm_argmax(&flipped, &FIT, &mu, sigma, 1, -0.1, 40, 1500, 5, Z).unwrap(),
+    );
     let scaled = sigma_factor(&est, sigma);
-    assert_fail(&verify::check_dlm_argmax(&scaled, &mu, sigma, 1, -0.1, 40, 1500, 5, Z).unwrap());
+    assert_fail(
+        &verify::check_dlm_argmax(&scaled, &FIT, &mu, sigma, 1, -0.1, 40, 1500, 5, Z).unwrap(),
+    );
 }
 
 fn matching_case(m: usize) -> (ArrayD<f64>, Target) {
@@ -245,4 +256,103 @@ fn dlm_gradient_through_the_loss_augmented_argmax_matches_finite_differences() {
     for c in &bad {
         assert_fail(c);
     }
+}
+
+/// `gumbel:variance=3`, the noise of the official sorting code (scale sqrt(18)/pi), built
+/// from its spec as `dlm --noise gumbel:variance=3` builds it.
+fn gumbel_variance_3() -> Gumbel {
+    let spec: Spec = "gumbel:variance=3".parse().unwrap();
+    let g = Gumbel::from_config(&spec.config(), true).unwrap();
+    assert!((g.variance() - 3.0).abs() < 1e-12 && g.mean() == 0.0);
+    g
+}
+
+fn kit_opts() -> KitOptions {
+    KitOptions {
+        samples: N / 2,
+        z: Z,
+        ..KitOptions::default()
+    }
+}
+
+#[test]
+fn identities_hold_for_any_gumbel_at_its_own_scale() {
+    let v3 = gumbel_variance_3();
+    let fit = GumbelFit::of(&v3).unwrap();
+    assert!((fit.scale - 18f64.sqrt() / std::f64::consts::PI).abs() < 1e-12);
+    // Zero-mean at scale sqrt(18)/pi, and a standard Gumbel (location 0, mean 0.6 c).
+    for noise in [&v3, &Gumbel::new(0.6, false)] {
+        let r = verify::check_noise(noise, &kit_opts()).unwrap();
+        assert_eq!(r.num_passed(), 5, "{r}");
+        // The exact DLM check at the noise's scale and location.
+        let fit = GumbelFit::of(noise).unwrap();
+        let est = verify::dlm_estimator(&Argmax, noise, &ZeroOne);
+        for eps in [-0.1, 0.1] {
+            let c = verify::check_dlm_argmax(
+                &est,
+                &fit,
+                &[0.6, -0.2, 0.3],
+                0.5,
+                1,
+                eps,
+                40,
+                1500,
+                5,
+                Z,
+            )
+            .unwrap();
+            assert_pass(&c);
+        }
+    }
+}
+
+/// Claims the moments and CDF of `gumbel:variance=3` but samples the scale-1 zero-mean Gumbel.
+struct Mislabelled {
+    claims: Gumbel,
+    draws: Gumbel,
+}
+
+impl NoiseModel for Mislabelled {
+    fn name(&self) -> &str {
+        "mislabelled"
+    }
+    fn sample(&self, rng: &mut DlmRng, out: &mut [f64]) -> Result<()> {
+        self.draws.sample(rng, out)
+    }
+    fn mean(&self) -> f64 {
+        self.claims.mean()
+    }
+    fn variance(&self) -> f64 {
+        self.claims.variance()
+    }
+    fn cdf(&self, x: f64) -> Option<f64> {
+        self.claims.cdf(x)
+    }
+}
+
+#[test]
+fn a_wrongly_scaled_sampler_fails_the_identities() {
+    let wrong = Mislabelled {
+        claims: gumbel_variance_3(),
+        draws: gumbel(),
+    };
+    let r = verify::check_noise(&wrong, &kit_opts()).unwrap();
+    assert!(r.checks[0].pass(), "the claimed CDF is Gumbel: {r}");
+    for c in &r.checks[1..] {
+        assert_fail(c);
+    }
+    // And identities that assumed scale 1 would have failed the honest variance-3 noise.
+    let v3 = gumbel_variance_3();
+    let sampler = verify::noise_sampler(&v3);
+    let mu = verify::identity_potentials(5, 0);
+    assert_fail(&verify::check_softmax_frequencies(&sampler, &FIT, &mu, 0.7, N, 1, Z).unwrap());
+    let est = verify::dlm_estimator(&Argmax, &v3, &ZeroOne);
+    assert_fail(&verify::check_dlm_argmax(&est, &FIT, &mu, 0.7, 0, -0.1, 40, 1500, 5, Z).unwrap());
+}
+
+#[test]
+fn identities_are_skipped_for_noise_that_is_not_gumbel() {
+    let r = verify::check_noise(&Gaussian::new(1.0), &kit_opts()).unwrap();
+    assert_eq!(r.num_skipped(), 5, "{r}");
+    assert!(r.checks[0].detail.contains("not Gumbel-family"), "{r}");
 }

@@ -11,7 +11,8 @@
 //!
 //! Build with `cargo build -p dlm-example-grid-path` (this crate is a cdylib only) and load it
 //! with `dlm --plugin target/debug/libdlm_example_grid_path.so solve -s grid-path ...`.
-//! See docs/plugin-guide.md, which walks through this file.
+//! See docs/plugin-guide.md, which walks through this file. `cargo test -p dlm-example-grid-path`
+//! runs the public test kit (`dlm-testkit`) on it.
 
 use dlm_core::plugin::Registrar;
 use dlm_core::structure::checked_slice;
@@ -147,3 +148,15 @@ fn register(r: &mut Registrar<'_>) -> Result<()> {
 }
 
 dlm_core::export_plugin!(register);
+
+#[cfg(test)]
+mod tests {
+    use super::{GridPath, PathMiss};
+
+    /// The whole test kit: conformance against brute force over `enumerate`, the linear form
+    /// of `path-miss`, and the DLM gradient against finite differences (kit's Gumbel noise).
+    #[test]
+    fn passes_the_dlm_test_kit() {
+        dlm_testkit::check_all(&GridPath, Some(&PathMiss), None).assert_pass();
+    }
+}
