@@ -538,3 +538,19 @@ fn large_seeds_survive_the_model_file_exactly() {
     assert_eq!(e["seed"].as_u64().unwrap(), 1152921504606846977);
     assert_eq!(e["test"], t["test"]);
 }
+
+/// Issue 8: sorting with the exact-match loss, which has no linear form on a matching (the
+/// estimator goes through the matching's loss-augmented argmax), sorts every one of 1000
+/// test sequences of 5 numbers.
+#[test]
+fn sort_learns_with_the_zero_one_loss() {
+    for seed in ["1", "2"] {
+        let v = ok_json(&[
+            "train", "--task", "sort", "--n", "5", "--loss", "zero-one", "--seed", seed, "--json",
+            "--quiet",
+        ]);
+        assert_eq!(v["loss"], "zero-one");
+        assert_eq!(v["test"]["n_sequences"], 1000);
+        assert_eq!(v["test"]["prop_any_wrong"], 0.0, "seed {seed}: {v:#}");
+    }
+}
