@@ -460,7 +460,10 @@ fn knn_on_embedded_digits_reports_both_accuracies_and_round_trips() {
         assert!(a > a0 - 0.03, "k={k}: trained {a} vs initial {a0}");
         moved |= a != a0;
     }
-    assert!(moved, "two epochs of training changed no k-NN prediction: {t:#}");
+    assert!(
+        moved,
+        "two epochs of training changed no k-NN prediction: {t:#}"
+    );
     let e = ok_json(&["eval", "--load", m, "--json"]);
     assert_eq!(e["test"]["accuracy"], t["test"]["accuracy"]);
     assert!(

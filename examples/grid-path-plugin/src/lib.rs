@@ -14,10 +14,10 @@
 //! See docs/plugin-guide.md, which walks through this file. `cargo test -p dlm-example-grid-path`
 //! runs the public test kit (`dlm-testkit`) on it.
 
+use dlm_core::ndarray::{ArrayViewD, ArrayViewMutD};
 use dlm_core::plugin::Registrar;
 use dlm_core::structure::checked_slice;
 use dlm_core::{DlmError, Loss, Result, StructuredArgmax, Target};
-use dlm_core::ndarray::{ArrayViewD, ArrayViewMutD};
 
 /// The grid-path structure.
 #[derive(Debug, Clone, Default)]
