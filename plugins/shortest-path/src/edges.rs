@@ -333,9 +333,19 @@ mod tests {
             };
             assert_eq!(idx, k);
         }
-        // 5 x 5: PyEPO's d = (5 - 1) * 5 + (5 - 1) * 5 = 40.
+        // 5 x 5: PyEPO's d = (5 - 1) * 5 + (5 - 1) * 5 = 40; the list printed by running
+        // pyepo.model.utils._get_grid_arcs((5, 5)) from PyEPO 2.2.7.
         let g = GridEdges::new(5, 5).unwrap();
         assert_eq!(g.num_edges(), 40);
+        #[rustfmt::skip]
+        let pyepo: [(usize, usize); 40] = [
+            (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (1, 6), (2, 7), (3, 8), (4, 9), (5, 6),
+            (6, 7), (7, 8), (8, 9), (5, 10), (6, 11), (7, 12), (8, 13), (9, 14), (10, 11),
+            (11, 12), (12, 13), (13, 14), (10, 15), (11, 16), (12, 17), (13, 18), (14, 19),
+            (15, 16), (16, 17), (17, 18), (18, 19), (15, 20), (16, 21), (17, 22), (18, 23),
+            (19, 24), (20, 21), (21, 22), (22, 23), (23, 24),
+        ];
+        assert_eq!(g.arcs(), pyepo);
         assert_eq!(g.arcs().len(), 40);
         assert_eq!(
             &g.arcs()[..6],

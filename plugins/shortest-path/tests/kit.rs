@@ -82,9 +82,14 @@ fn regret_loss_rows_of_the_kit_on_grid_vertex() {
     for (k, nb) in [(3, Neighbours::Eight), (4, Neighbours::Four)] {
         let g = GridVertex::new(k, nb).unwrap();
         let opts = regret_options(&g, vec![k, k]);
-        dlm_testkit::loss::check_loss(&g, &Regret, &opts)
-            .unwrap()
-            .assert_pass();
+        let r = dlm_testkit::loss::check_loss(&g, &Regret, &opts).unwrap();
+        eprintln!("grid-vertex k={k} {nb:?} + regret (loss rows):\n{r}");
+        r.assert_pass();
+        let linear = r.checks.iter().find(|c| c.name.contains("c + <L, phi(y)>"));
+        assert!(
+            linear.is_some_and(|c| c.pass() && c.detail.contains("pairs")),
+            "{r}"
+        );
     }
 }
 
