@@ -495,7 +495,10 @@ mod tests {
                 if deg <= 2 {
                     // Negative control: the formula without its "+ 1" is rejected.
                     let wrong = want - 1.0 / 3.5f64.powi(deg as i32);
-                    assert!((mean - wrong).abs() > 5.0 * se, "deg {deg}: {mean} vs {wrong}");
+                    assert!(
+                        (mean - wrong).abs() > 5.0 * se,
+                        "deg {deg}: {mean} vs {wrong}"
+                    );
                 }
                 if deg == 1 {
                     // (3 + 1) / 3.5 whatever B is.
