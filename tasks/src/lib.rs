@@ -15,6 +15,7 @@ pub mod data;
 pub mod knn;
 pub mod model;
 pub mod model_file;
+pub mod shortest_path;
 pub mod sort;
 pub mod structured;
 pub mod trainer;

@@ -387,8 +387,9 @@ fn phi_shape<R: Read + Seek>(ar: &Archive<R>, name: &str, phi: &ArrayD<f64>) -> 
     Ok(s)
 }
 
-/// An open `.npz` archive with its array names.
-struct Archive<R: Read + Seek> {
+/// An open `.npz` archive with its array names (also the reader of
+/// [`shortest_path`](crate::shortest_path)'s data files).
+pub(crate) struct Archive<R: Read + Seek> {
     zip: zip::ZipArchive<R>,
     /// Array name (without `.npy`) -> entry name in the archive.
     names: Vec<(String, String)>,
@@ -408,6 +409,11 @@ struct RawArray {
 
 impl<R: Read + Seek> Archive<R> {
     fn open(reader: R, source: &Path) -> Result<Self> {
+        Self::open_with_names(reader, source, &ARRAY_NAMES)
+    }
+
+    /// Opens an archive whose array names must all be among `accepted`.
+    pub(crate) fn open_with_names(reader: R, source: &Path, accepted: &[&str]) -> Result<Self> {
         let zip = zip::ZipArchive::new(reader).map_err(|e| {
             DlmError::format(
                 ".npz data file",
@@ -432,24 +438,24 @@ impl<R: Read + Seek> Archive<R> {
         if let Some((n, _)) = ar
             .names
             .iter()
-            .find(|(n, _)| !ARRAY_NAMES.contains(&n.as_str()))
+            .find(|(n, _)| !accepted.contains(&n.as_str()))
         {
             return Err(ar.bad(
                 &format!("array '{n}'"),
                 format!(
                     "is not a known array name; accepted: {}",
-                    ARRAY_NAMES.join(", ")
+                    accepted.join(", ")
                 ),
             ));
         }
         Ok(ar)
     }
 
-    fn bad(&self, what: &str, message: impl Into<String>) -> DlmError {
+    pub(crate) fn bad(&self, what: &str, message: impl Into<String>) -> DlmError {
         bad_in(&self.source, what, message)
     }
 
-    fn missing(&self, name: &str, what: &str) -> DlmError {
+    pub(crate) fn missing(&self, name: &str, what: &str) -> DlmError {
         let present: Vec<&str> = self.names.iter().map(|(n, _)| n.as_str()).collect();
         self.bad(
             &format!("array '{name}'"),
@@ -464,7 +470,7 @@ impl<R: Read + Seek> Archive<R> {
         )
     }
 
-    fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.names.iter().any(|(n, _)| n == name)
     }
 
@@ -574,7 +580,7 @@ impl<R: Read + Seek> Archive<R> {
     }
 
     /// A float64/float32 array, as f64, every value finite.
-    fn floats(&mut self, name: &str) -> Result<Option<ArrayD<f64>>> {
+    pub(crate) fn floats(&mut self, name: &str) -> Result<Option<ArrayD<f64>>> {
         let Some(raw) = self.raw(name)? else {
             return Ok(None);
         };
@@ -613,7 +619,7 @@ impl<R: Read + Seek> Archive<R> {
     }
 
     /// Features `[N, ...]` with `N >= 1` and every feature axis non-empty.
-    fn features(&mut self, name: &str) -> Result<Option<ArrayD<f64>>> {
+    pub(crate) fn features(&mut self, name: &str) -> Result<Option<ArrayD<f64>>> {
         let Some(x) = self.floats(name)? else {
             return Ok(None);
         };
