@@ -34,7 +34,9 @@
 //! Any other array name is refused. The grid is given, or inferred for square grids from
 //! `E = 2 k (k - 1)` (40 -> 5 x 5).
 
-use crate::structured::Archive;
+use crate::structured::{
+    Archive, Examples, Part, SplitSource, StructuredData, StructuredTask, TargetForm,
+};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::loss::Target;
 use dlm_core::rng::{open01, rng_for, DlmRng, Stream};
@@ -163,6 +165,14 @@ impl CostData {
                 })
             })
             .collect()
+    }
+
+    /// The instances as examples of the generic structured task (features `x`, regret targets).
+    pub fn examples(&self) -> Result<Examples> {
+        Ok(Examples {
+            x: self.x.clone().into_dyn(),
+            targets: self.targets()?,
+        })
     }
 
     /// The first `n_train` instances and the rest, both non-empty.
@@ -664,4 +674,47 @@ mod tests {
         let e = err(w.finish().unwrap().into_inner(), None);
         assert!(e.contains("2-d"), "{e}");
     }
+}
+
+/// A training and a test set as the data of the generic [`StructuredTask`] (structure
+/// `grid-edges` of `train.grid`, potentials `[E]`, the `regret` loss's targets): the
+/// shortest-path task is the structured task on these data, plus the normalized regret.
+pub fn structured_data(
+    train: &CostData,
+    test: &CostData,
+    source: PathBuf,
+    split: SplitSource,
+) -> Result<StructuredData> {
+    if train.grid != test.grid || train.num_features() != test.num_features() {
+        return Err(DlmError::invalid(
+            "shortest-path data",
+            format!(
+                "training data are {:?} with {} features but test data {:?} with {}",
+                train.grid,
+                train.num_features(),
+                test.grid,
+                test.num_features()
+            ),
+        ));
+    }
+    Ok(StructuredData {
+        source,
+        shape: vec![train.num_edges()],
+        features: vec![train.num_features()],
+        form: TargetForm::Truth,
+        split,
+        train: train.examples()?,
+        test: test.examples()?,
+    })
+}
+
+/// PyEPO's normalized regret of the task's noiseless predictions on a split:
+/// `sum_i (c_i^T w_hat_i - z*_i) / sum_i |z*_i|` ([`dlm_plugin_shortest_path::normalized_regret`]).
+pub fn normalized_regret(task: &mut StructuredTask, part: Part) -> Result<f64> {
+    let ex = match part {
+        Part::Train => task.data().train.clone(),
+        Part::Test => task.data().test.clone(),
+    };
+    let preds = task.predict(ex.x.view())?;
+    dlm_plugin_shortest_path::normalized_regret(&ex.targets, &preds)
 }
