@@ -398,6 +398,49 @@ pub fn read_npz<R: Read + Seek>(
     })
 }
 
+/// A training and a test set as the data of the generic [`StructuredTask`] (structure
+/// `grid-edges` of `train.grid`, potentials `[E]`, the `regret` loss's targets): the
+/// shortest-path task is the structured task on these data, plus the normalized regret.
+pub fn structured_data(
+    train: &CostData,
+    test: &CostData,
+    source: PathBuf,
+    split: SplitSource,
+) -> Result<StructuredData> {
+    if train.grid != test.grid || train.num_features() != test.num_features() {
+        return Err(DlmError::invalid(
+            "shortest-path data",
+            format!(
+                "training data are {:?} with {} features but test data {:?} with {}",
+                train.grid,
+                train.num_features(),
+                test.grid,
+                test.num_features()
+            ),
+        ));
+    }
+    Ok(StructuredData {
+        source,
+        shape: vec![train.num_edges()],
+        features: vec![train.num_features()],
+        form: TargetForm::Truth,
+        split,
+        train: train.examples()?,
+        test: test.examples()?,
+    })
+}
+
+/// PyEPO's normalized regret of the task's noiseless predictions on a split:
+/// `sum_i (c_i^T w_hat_i - z*_i) / sum_i |z*_i|` ([`dlm_plugin_shortest_path::normalized_regret`]).
+pub fn normalized_regret(task: &mut StructuredTask, part: Part) -> Result<f64> {
+    let ex = match part {
+        Part::Train => task.data().train.clone(),
+        Part::Test => task.data().test.clone(),
+    };
+    let preds = task.predict(ex.x.view())?;
+    dlm_plugin_shortest_path::normalized_regret(&ex.targets, &preds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,47 +717,4 @@ mod tests {
         let e = err(w.finish().unwrap().into_inner(), None);
         assert!(e.contains("2-d"), "{e}");
     }
-}
-
-/// A training and a test set as the data of the generic [`StructuredTask`] (structure
-/// `grid-edges` of `train.grid`, potentials `[E]`, the `regret` loss's targets): the
-/// shortest-path task is the structured task on these data, plus the normalized regret.
-pub fn structured_data(
-    train: &CostData,
-    test: &CostData,
-    source: PathBuf,
-    split: SplitSource,
-) -> Result<StructuredData> {
-    if train.grid != test.grid || train.num_features() != test.num_features() {
-        return Err(DlmError::invalid(
-            "shortest-path data",
-            format!(
-                "training data are {:?} with {} features but test data {:?} with {}",
-                train.grid,
-                train.num_features(),
-                test.grid,
-                test.num_features()
-            ),
-        ));
-    }
-    Ok(StructuredData {
-        source,
-        shape: vec![train.num_edges()],
-        features: vec![train.num_features()],
-        form: TargetForm::Truth,
-        split,
-        train: train.examples()?,
-        test: test.examples()?,
-    })
-}
-
-/// PyEPO's normalized regret of the task's noiseless predictions on a split:
-/// `sum_i (c_i^T w_hat_i - z*_i) / sum_i |z*_i|` ([`dlm_plugin_shortest_path::normalized_regret`]).
-pub fn normalized_regret(task: &mut StructuredTask, part: Part) -> Result<f64> {
-    let ex = match part {
-        Part::Train => task.data().train.clone(),
-        Part::Test => task.data().test.clone(),
-    };
-    let preds = task.predict(ex.x.view())?;
-    dlm_plugin_shortest_path::normalized_regret(&ex.targets, &preds)
 }
