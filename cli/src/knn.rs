@@ -98,7 +98,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
             ),
         ));
     }
-    if split.test.len() == 0 {
+    if split.test.is_empty() {
         return Err(DlmError::invalid(
             "--data",
             format!("{data_name} has no test images to evaluate on"),
