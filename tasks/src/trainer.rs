@@ -393,6 +393,9 @@ impl FitState {
             ));
         }
         if let Some(c) = &self.cursor {
+            if c.step == 0 {
+                return Err("a cursor at step 0 (no step done)".into());
+            }
             if c.epoch != self.epochs_done || self.stopped_early {
                 return Err(format!(
                     "a cursor in epoch {} after {} epochs done{}",

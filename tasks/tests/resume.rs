@@ -257,3 +257,42 @@ fn a_model_file_is_not_a_checkpoint() {
         .to_string();
     assert!(e.contains("not a checkpoint"), "{e}");
 }
+
+#[test]
+fn corrupt_checkpoints_are_errors_never_panics() {
+    let mut t = sort_task(30);
+    let mut st = FitState::default();
+    let hooks = &mut StopAfter {
+        calls: Cell::new(0),
+        stop_after: 3,
+    };
+    fit_with(&mut t, &options(3, 0), &mut st, hooks).unwrap();
+    let mut settings = BTreeMap::new();
+    settings.insert("n".to_string(), "4".to_string());
+    let args = vec![("--n".to_string(), "4".to_string())];
+    let ck = Checkpoint::capture(&BTreeMap::new(), &settings, &args, t.model(), &st).unwrap();
+    let bytes = ck.to_file().unwrap().to_bytes();
+    let p = Path::new("ck");
+    let parse = |b: &[u8]| -> Option<()> {
+        let c = Checkpoint::from_file(ModelFile::from_bytes(b, p).ok()?, p).ok()?;
+        c.restore(sort_task(30).model_mut(), p).ok()
+    };
+    assert!(parse(&bytes).is_some());
+    for cut in 0..bytes.len() {
+        assert!(parse(&bytes[..cut]).is_none(), "cut at {cut} accepted");
+    }
+    // Flip each byte in turn (every 7th, to stay fast): an error or a valid checkpoint.
+    for i in (0..bytes.len()).step_by(7) {
+        let mut m = bytes.clone();
+        m[i] ^= 0x5a;
+        let _ = parse(&m);
+    }
+    // Line breaks cannot be stored in the header.
+    let bad = vec![("--mu".to_string(), "a\nb".to_string())];
+    let e = Checkpoint::capture(&BTreeMap::new(), &settings, &bad, t.model(), &st)
+        .unwrap()
+        .to_file()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line break"), "{e}");
+}
