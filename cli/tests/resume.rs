@@ -137,18 +137,20 @@ const KNN: &[&str] = &[
     "0",
     "--candidates",
     "100",
+    "--eval-k",
+    "1,3",
     "--mu",
     "mlp:sizes=64-32,opt=adam,lr=0.001,seed=0",
 ];
 
 #[test]
 fn knn_resume_is_bit_identical_with_one_thread() {
-    straight_vs_resumed(KNN, "2", "4", ["1", "1", "1"]);
+    straight_vs_resumed(KNN, "1", "2", ["1", "1", "1"]);
 }
 
 #[test]
 fn knn_resume_is_bit_identical_with_two_threads() {
-    straight_vs_resumed(KNN, "2", "4", ["2", "2", "2"]);
+    straight_vs_resumed(KNN, "1", "2", ["2", "2", "2"]);
 }
 
 /// The grid-path example plugin, built once (as cli/tests/structured.rs does).
