@@ -61,7 +61,8 @@ pub struct TrainArgs {
     /// knn 0.9999 (the seed's cap), structured 1000].
     #[arg(long)]
     pub(crate) max_epsilon: Option<f64>,
-    /// Maximum epochs [default: sort 2000, knn 15, structured 50].
+    /// Maximum epochs, in total (with --resume: counting the checkpoint's) [default: sort 2000,
+    /// knn 15, structured 50].
     #[arg(long)]
     pub(crate) epochs: Option<u64>,
     /// Stop after this many epochs without improvement of the training loss (0: never)
@@ -293,7 +294,7 @@ impl TrainArgs {
 /// Options of `dlm eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A model written by `dlm train --save`.
+    /// A model written by `dlm train --save` (or a checkpoint of `--checkpoint`).
     #[arg(long, value_name = "PATH")]
     pub(crate) load: PathBuf,
     /// Test sequences (sort models) [default: 1000].
