@@ -33,7 +33,7 @@ impl TaskKind {
 }
 
 /// Options of `dlm train`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// The experiment.
     #[arg(long, value_enum, default_value_t = TaskKind::Sort)]
@@ -61,7 +61,8 @@ pub struct TrainArgs {
     /// knn 0.9999 (the seed's cap), structured 1000].
     #[arg(long)]
     pub(crate) max_epsilon: Option<f64>,
-    /// Maximum epochs [default: sort 2000, knn 15, structured 50].
+    /// Maximum epochs, in total (with --resume: counting the checkpoint's) [default: sort 2000,
+    /// knn 15, structured 50].
     #[arg(long)]
     pub(crate) epochs: Option<u64>,
     /// Stop after this many epochs without improvement of the training loss (0: never)
@@ -137,18 +138,64 @@ pub struct TrainArgs {
     /// Seed of every random draw (data, split, initialisation, noise).
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// Write the trained model here (atomically).
+    /// Write the trained model here (atomically; also when interrupted, then partly trained).
     #[arg(long, value_name = "PATH")]
     pub(crate) save: Option<PathBuf>,
     /// Write an SVG plot of training loss, sigma and eps per epoch.
     #[arg(long, value_name = "PATH")]
     pub(crate) plot: Option<PathBuf>,
+    /// Write a checkpoint here (atomically): every --checkpoint-every epochs, at the end, and
+    /// when interrupted (SIGINT/SIGTERM). `dlm train --resume PATH` continues it exactly.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) checkpoint: Option<PathBuf>,
+    /// Write the checkpoint every N epochs [default: at the end of the first epoch that ends
+    /// 60 s or more after the last write].
+    #[arg(long, value_name = "N")]
+    pub(crate) checkpoint_every: Option<u64>,
+    /// Continue the run of this checkpoint: every setting comes from it; --epochs (the total),
+    /// --save, --plot, --json, --checkpoint and --checkpoint-every may be given anew (the
+    /// checkpoint is updated in place unless --checkpoint names another file). Any other option
+    /// must not change a setting of the run.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) resume: Option<PathBuf>,
     /// Print one JSON object with the results on stdout.
     #[arg(long)]
     pub(crate) json: bool,
     /// No progress output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// The options given on the command line, as (`--flag`, raw value; `None` when the value
+    /// is not UTF-8), in the order of their definition (filled by `main` from clap's matches).
+    #[arg(skip)]
+    pub(crate) given: Vec<(String, Option<String>)>,
+}
+
+/// The options of `matches` (a subcommand's, defined by `cmd`) that were given on the command
+/// line: `--flag` and the raw value (`""` for a flag without value, `None` if not UTF-8).
+pub(crate) fn given_options(
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        if matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+            continue;
+        }
+        let value = if arg.get_action().takes_values() {
+            matches
+                .get_raw(id)
+                .and_then(|mut v| v.next_back())
+                .and_then(|v| v.to_str())
+                .map(str::to_string)
+        } else {
+            Some(String::new())
+        };
+        out.push((format!("--{long}"), value));
+    }
+    out
 }
 
 /// Refuses the first option in `given` (flag, whether it was given, the tasks that use it,
@@ -227,14 +274,27 @@ impl TrainArgs {
                 ("--eval-k", self.eval_k.is_some(), KNN, ""),
             ],
             "--task",
-        )
+        )?;
+        if self.checkpoint_every == Some(0) {
+            return Err(DlmError::invalid(
+                "--checkpoint-every",
+                "must be at least 1 (epochs between checkpoints)",
+            ));
+        }
+        if self.checkpoint_every.is_some() && self.checkpoint.is_none() && self.resume.is_none() {
+            return Err(DlmError::invalid(
+                "--checkpoint-every",
+                "needs --checkpoint PATH (where to write them)",
+            ));
+        }
+        Ok(())
     }
 }
 
 /// Options of `dlm eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A model written by `dlm train --save`.
+    /// A model written by `dlm train --save` (or a checkpoint of `--checkpoint`).
     #[arg(long, value_name = "PATH")]
     pub(crate) load: PathBuf,
     /// Test sequences (sort models) [default: 1000].

@@ -157,11 +157,13 @@ pub(crate) fn parse_range(s: &str) -> Result<(f64, f64)> {
     }
 }
 
-/// Training progress on stderr: a bar on a terminal, a line every two seconds otherwise.
+/// Training progress on stderr: a bar on a terminal, otherwise a line every two seconds (or
+/// every `DLM_PROGRESS_INTERVAL` seconds; 0 prints every epoch).
 pub(crate) struct Progress {
     pub(crate) bar: ProgressBar,
     plain: bool,
     last: Instant,
+    interval: f64,
 }
 
 impl Progress {
@@ -182,10 +184,16 @@ impl Progress {
             );
             b
         };
+        let interval = std::env::var("DLM_PROGRESS_INTERVAL")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .unwrap_or(2.0);
         Progress {
             bar,
             plain: !quiet && !tty,
             last: Instant::now(),
+            interval,
         }
     }
 
@@ -198,28 +206,9 @@ impl Progress {
         self.bar.set_position(r.epoch + 1);
         if !self.bar.is_hidden() {
             self.bar.set_message(msg);
-        } else if self.plain && self.last.elapsed().as_secs_f64() >= 2.0 {
+        } else if self.plain && self.last.elapsed().as_secs_f64() >= self.interval {
             eprintln!("epoch {} {msg}", r.epoch + 1);
             self.last = Instant::now();
         }
     }
-}
-
-/// Checks before training that `p` can be written later (its directory exists).
-pub(crate) fn check_writable(p: &Path) -> Result<()> {
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(DlmError::invalid(
-            "output path",
-            format!(
-                "{}: directory {} does not exist",
-                p.display(),
-                dir.display()
-            ),
-        ));
-    }
-    Ok(())
 }

@@ -1,15 +1,18 @@
 //! `dlm train --task knn` and evaluation of saved k-NN models.
 
 use crate::args::TrainArgs;
-use crate::common::{check_writable, num, parse_list, print_json, Progress};
+use crate::common::{num, parse_list, print_json};
 use crate::plot;
+use crate::run::RunSetup;
+use crate::train::{common_settings, fit_options};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
+use dlm_tasks::checkpoint::Checksum;
 use dlm_tasks::data;
 use dlm_tasks::knn::{KnnMetrics, KnnSettings, KnnTask};
 use dlm_tasks::model_file::ModelFile;
-use dlm_tasks::trainer::{fit, EpochRecord, FitOptions};
 use dlm_tasks::SigmaChoice;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -54,8 +57,23 @@ fn print_accuracy(what: &str, m: &KnnMetrics) {
     eprintln!("{what} ({} test images): {}", m.n_test, parts.join(", "));
 }
 
+/// A checksum of a data set split (pixels, labels, shapes), so that a run does not resume on
+/// other data.
+fn split_checksum(split: &data::Split) -> String {
+    let mut c = Checksum::default();
+    for d in [&split.train, &split.test] {
+        for v in d.images.shape().iter().chain(&d.shape).chain([&d.classes]) {
+            c.update(&(*v as u64).to_le_bytes());
+        }
+        c.update_f64s(d.images.iter().copied());
+        c.update(&d.labels);
+    }
+    c.hex()
+}
+
 /// `dlm train --task knn` (options already checked by [`TrainArgs::check`]).
-pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
+    let a: &TrainArgs = &run.args;
     let eval_k = a.eval_k.clone().unwrap_or_else(|| "1,3,5,9".into());
     let ks: Vec<usize> = parse_list(&eval_k, "--eval-k")?;
     let data_name = a.data.clone().unwrap_or_else(|| "digits".into());
@@ -70,6 +88,23 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
     let split = data::load(&data_name, &data_dir)?;
     let d = split.train.dim();
     let n_train = split.train.len();
+    // Evaluation uses every training image as a candidate: check k now, not after training.
+    if let Some(&kmax) = ks.iter().max().filter(|&&m| m > n_train) {
+        return Err(DlmError::invalid(
+            "--eval-k",
+            format!(
+                "k = {kmax} exceeds the {n_train} training images of {data_name}; give values \
+                 of k up to {n_train}"
+            ),
+        ));
+    }
+    if split.test.is_empty() {
+        return Err(DlmError::invalid(
+            "--data",
+            format!("{data_name} has no test images to evaluate on"),
+        ));
+    }
+    let checksum = split_checksum(&split);
     let mu_lr = a.mu_lr.unwrap_or(1e-3);
     let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Fixed(0.3));
     let draws = a.draws.unwrap_or(1);
@@ -116,60 +151,52 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         seed: a.seed,
     };
     let mut task = build(reg, &specs, settings, split)?;
-    for p in [&a.save, &a.plot].into_iter().flatten() {
-        check_writable(p)?;
-    }
+    let mut header = BTreeMap::new();
+    let h = &mut header;
+    h.insert("task".into(), "knn".into());
+    h.insert("data".into(), specs.data.clone());
+    h.insert("k".into(), specs.k.to_string());
+    h.insert("noise".into(), specs.noise.clone());
+    h.insert("mu".into(), specs.mu.clone());
+    h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
+    h.insert("sigma_net".into(), specs.sigma_net.clone());
+    h.insert("queries".into(), queries.to_string());
+    h.insert("candidates".into(), candidates.to_string());
+    h.insert("draws".into(), draws.to_string());
+    h.insert("seed".into(), a.seed.to_string());
+    h.insert("eval_k".into(), eval_k.clone());
     let epochs = a.epochs.unwrap_or(15);
-    let mut progress = Progress::new(epochs, a.quiet);
-    let report = fit(
-        &mut task,
-        &FitOptions {
-            max_epochs: epochs,
-            patience: a.patience.unwrap_or(0),
-            min_delta: 0.0,
-            window: a.smooth,
-        },
-        &mut |r: &EpochRecord, _: bool| progress.update(r),
-    )?;
-    progress.bar.finish_and_clear();
+    let fit = fit_options(a, epochs, a.patience.unwrap_or(0));
+    let mut all = common_settings(&header, &task.settings().estimator, &fit);
+    all.insert("data_checksum".into(), checksum);
+    let state = run.start(task.model_mut(), &all, epochs)?;
+    let trained = run.train(&mut task, KnnTask::model, &header, &all, &fit, state)?;
+    let report = &trained.report;
     let metrics = task.evaluate(&ks)?;
     let pixels = task.pixel_baseline(&ks)?;
     if !a.quiet {
         eprintln!(
-            "trained {} epochs in {:.1} s on {} ({} train / {} test images)",
+            "trained {} epochs in {:.1} s on {} ({} train / {} test images){}",
             report.epochs_run,
             report.seconds,
             data_name,
             task.data().train.len(),
-            task.data().test.len()
+            task.data().test.len(),
+            if report.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            }
         );
         print_accuracy("DLM embedding k-NN", &metrics);
         print_accuracy("pixel k-NN", &pixels);
     }
-    if let Some(p) = &a.save {
-        let mut m = ModelFile::default();
-        let h = &mut m.header;
-        h.insert("task".into(), "knn".into());
-        h.insert("data".into(), specs.data.clone());
-        h.insert("k".into(), specs.k.to_string());
-        h.insert("noise".into(), specs.noise.clone());
-        h.insert("mu".into(), specs.mu.clone());
-        h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
-        h.insert("sigma_net".into(), specs.sigma_net.clone());
-        h.insert("queries".into(), queries.to_string());
-        h.insert("candidates".into(), candidates.to_string());
-        h.insert("draws".into(), draws.to_string());
-        h.insert("seed".into(), a.seed.to_string());
-        h.insert("eval_k".into(), eval_k.clone());
-        task.model().save_into(&mut m)?;
-        m.write(p)?;
-    }
-    if let Some(p) = &a.plot {
+    if let Some(p) = run.plot_path() {
         plot::training_svg(p, &report.history)?;
     }
     if a.json {
         let last = report.history.last().cloned();
-        print_json(&json!({
+        let mut v = json!({
             "task": "knn",
             "data": data_name,
             "k": k,
@@ -191,9 +218,11 @@ pub fn train_knn(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
                 "accuracy": accuracy_json(&metrics),
                 "pixel_knn_accuracy": accuracy_json(&pixels),
             },
-        }));
+        });
+        trained.add_json(&mut v);
+        print_json(&v);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(trained.exit_code())
 }
 
 /// `dlm eval` of a saved k-NN model on its data set's test split.

@@ -6,13 +6,16 @@ mod args;
 mod bench;
 mod common;
 mod knn;
+mod outputs;
 mod plot;
+mod run;
+mod signals;
 mod solve;
 mod structured;
 mod train;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +26,7 @@ use std::process::ExitCode;
 /// estimator differentiates the expected task loss through an ordinary solver, with two solver
 /// calls per noise draw. Structures, noise models, losses and scorers come from plugins: the
 /// built-in ones, shared libraries named with --plugin, and those in DLM_PLUGIN_PATH.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(name = "dlm", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     /// Load a plugin library (repeatable); also read from DLM_PLUGIN_PATH (':'-separated files
@@ -59,7 +62,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `dlm train --resume` must know which options were given (not defaulted).
+    if let (Command::Train(a), Some(("train", sub))) = (&mut cli.command, matches.subcommand()) {
+        let cmd = args::TrainArgs::augment_args(clap::Command::new("train"));
+        a.given = args::given_options(&cmd, sub);
+    }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = cli.threads {
         if t == 0 {

@@ -64,3 +64,17 @@ pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
     }
     write_atomic(path, svg.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    /// A run interrupted before its first epoch has no history; its plot is still written.
+    #[test]
+    fn an_empty_history_plots() {
+        let dir = std::env::temp_dir().join(format!("dlm-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("empty.svg");
+        super::training_svg(&p, &[]).unwrap();
+        assert!(std::fs::read_to_string(&p).unwrap().contains("<svg"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

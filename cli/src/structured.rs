@@ -2,17 +2,20 @@
 //! structure and loss, trained on a supervised `.npz` file (see `dlm_tasks::structured`).
 
 use crate::args::TrainArgs;
-use crate::common::{check_writable, num, print_json, sigma_model, Progress};
+use crate::common::{num, print_json, sigma_model};
 use crate::plot;
+use crate::run::RunSetup;
+use crate::train::{common_settings, fit_options};
 use dlm_core::{DlmError, DlmEstimator, Registry, Result};
+use dlm_tasks::checkpoint::checksum_file;
 use dlm_tasks::model_file::ModelFile;
 use dlm_tasks::structured::{
     Part, SplitSource, StructuredData, StructuredMetrics, StructuredSettings, StructuredTask,
     TestSplit,
 };
-use dlm_tasks::trainer::{fit, EpochRecord, FitOptions};
 use dlm_tasks::SigmaChoice;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -86,7 +89,8 @@ fn stored_path(p: &Path) -> PathBuf {
 }
 
 /// `dlm train --task structured` (options already checked by [`TrainArgs::check`]).
-pub fn train_structured(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+pub fn train_structured(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
+    let a: &TrainArgs = &run.args;
     let need = |flag: &str, what: &str| {
         DlmError::invalid(
             flag,
@@ -111,9 +115,6 @@ pub fn train_structured(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         .loss
         .clone()
         .ok_or_else(|| need("--loss", "the task loss: --loss SPEC"))?;
-    for p in [&a.save, &a.plot].into_iter().flatten() {
-        check_writable(p)?;
-    }
     let split = a
         .test_fraction
         .map_or_else(TestSplit::default, TestSplit::Fraction);
@@ -159,25 +160,43 @@ pub fn train_structured(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         seed: a.seed,
     };
     let mut task = build(reg, &specs, settings, data)?;
-    let untrained = task.evaluate(Part::Test)?;
+    let mut header = BTreeMap::new();
+    let h = &mut header;
+    h.insert("task".into(), "structured".into());
+    h.insert(
+        "data".into(),
+        stored_path(&data_path).to_string_lossy().into_owned(),
+    );
+    h.insert("structure".into(), specs.structure.clone());
+    h.insert("loss".into(), specs.loss.clone());
+    h.insert("noise".into(), specs.noise.clone());
+    h.insert("mu".into(), specs.mu.clone());
+    h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
+    h.insert("sigma_net".into(), specs.sigma_net.clone());
+    h.insert("batch".into(), task.settings().batch.to_string());
+    h.insert("draws".into(), draws.to_string());
+    h.insert("seed".into(), a.seed.to_string());
+    h.insert("shape".into(), join(&task.data().shape));
+    h.insert("features".into(), join(&task.data().features));
+    if let SplitSource::Fraction(f) = task.data().split {
+        h.insert("test_fraction".into(), f.to_string());
+    }
     let epochs = a.epochs.unwrap_or(50);
-    let mut progress = Progress::new(epochs, a.quiet);
-    let report = fit(
-        &mut task,
-        &FitOptions {
-            max_epochs: epochs,
-            patience: a.patience.unwrap_or(0),
-            min_delta: 0.0,
-            window: a.smooth,
-        },
-        &mut |r: &EpochRecord, _: bool| progress.update(r),
-    )?;
-    progress.bar.finish_and_clear();
+    let fit = fit_options(a, epochs, a.patience.unwrap_or(0));
+    let mut all = common_settings(&header, &task.settings().estimator, &fit);
+    // The data's content matters, not where it lies: a moved file resumes with --data.
+    all.remove("data");
+    all.insert("data_checksum".into(), checksum_file(&data_path)?);
+    // Before any training or checkpoint state: a resumed run reports the same untrained metrics.
+    let untrained = task.evaluate(Part::Test)?;
+    let state = run.start(task.model_mut(), &all, epochs)?;
+    let trained = run.train(&mut task, StructuredTask::model, &header, &all, &fit, state)?;
+    let report = &trained.report;
     let test = task.evaluate(Part::Test)?;
     let train = task.evaluate(Part::Train)?;
     if !a.quiet {
         eprintln!(
-            "trained {} epochs in {:.2} s on {} ({n_train} train / {n_test} test examples, potentials {:?}){}",
+            "trained {} epochs in {:.2} s on {} ({n_train} train / {n_test} test examples, potentials {:?}){}{}",
             report.epochs_run,
             report.seconds,
             data_path.display(),
@@ -186,43 +205,19 @@ pub fn train_structured(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
                 ", stopped early"
             } else {
                 ""
-            }
+            },
+            if report.interrupted { ", interrupted" } else { "" }
         );
         print_metrics("untrained, test", &untrained);
         print_metrics("trained, train", &train);
         print_metrics("trained, test", &test);
     }
-    if let Some(p) = &a.save {
-        let mut mf = ModelFile::default();
-        let h = &mut mf.header;
-        h.insert("task".into(), "structured".into());
-        h.insert(
-            "data".into(),
-            stored_path(&data_path).to_string_lossy().into_owned(),
-        );
-        h.insert("structure".into(), specs.structure.clone());
-        h.insert("loss".into(), specs.loss.clone());
-        h.insert("noise".into(), specs.noise.clone());
-        h.insert("mu".into(), specs.mu.clone());
-        h.insert("sigma_mode".into(), specs.sigma_mode.to_string());
-        h.insert("sigma_net".into(), specs.sigma_net.clone());
-        h.insert("batch".into(), task.settings().batch.to_string());
-        h.insert("draws".into(), draws.to_string());
-        h.insert("seed".into(), a.seed.to_string());
-        h.insert("shape".into(), join(&task.data().shape));
-        h.insert("features".into(), join(&task.data().features));
-        if let SplitSource::Fraction(f) = task.data().split {
-            h.insert("test_fraction".into(), f.to_string());
-        }
-        task.model().save_into(&mut mf)?;
-        mf.write(p)?;
-    }
-    if let Some(p) = &a.plot {
+    if let Some(p) = run.plot_path() {
         plot::training_svg(p, &report.history)?;
     }
     if a.json {
         let last = report.history.last().cloned();
-        print_json(&json!({
+        let mut v = json!({
             "task": "structured",
             "data": data_path.display().to_string(),
             "structure": specs.structure,
@@ -252,9 +247,11 @@ pub fn train_structured(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "untrained": metrics_json(&untrained),
             "train": metrics_json(&train),
             "test": metrics_json(&test),
-        }));
+        });
+        trained.add_json(&mut v);
+        print_json(&v);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(trained.exit_code())
 }
 
 fn join(v: &[usize]) -> String {

@@ -1,15 +1,16 @@
 //! `dlm train` and `dlm eval`.
 
 use crate::args::{EvalArgs, TaskKind, TrainArgs};
-use crate::common::{check_writable, num, parse_range, print_json, Progress};
+use crate::common::{num, parse_range, print_json};
 use crate::plot;
+use crate::run::RunSetup;
 use dlm_core::{DlmError, DlmEstimator, Registry, Result, Spec};
 use dlm_tasks::model_file::ModelFile;
 use dlm_tasks::sort::{SortMetrics, SortSettings, SortTask};
-use dlm_tasks::trainer::{fit, EpochRecord, FitOptions, FitReport};
+use dlm_tasks::trainer::FitOptions;
 use dlm_tasks::SigmaChoice;
 use serde_json::json;
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// Everything needed to rebuild a sort model.
@@ -48,17 +49,51 @@ fn print_metrics(m: &SortMetrics, range: (f64, f64)) {
     );
 }
 
-/// `dlm train`: refuses options the task does not use, then runs the task.
+/// `dlm train`: refuses options the task does not use, sets the run up (options merged with
+/// a resumed checkpoint's, output paths checked), then runs the task.
 pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
-    a.check()?;
-    match a.task {
-        TaskKind::Sort => train_sort(reg, a),
-        TaskKind::Knn => crate::knn::train_knn(reg, a),
-        TaskKind::Structured => crate::structured::train_structured(reg, a),
+    crate::signals::install();
+    if a.resume.is_none() {
+        // (With --resume, the options merged with the checkpoint's are checked instead.)
+        a.check()?;
+    }
+    let run = RunSetup::new(a)?;
+    match run.args.task {
+        TaskKind::Sort => train_sort(reg, &run),
+        TaskKind::Knn => crate::knn::train_knn(reg, &run),
+        TaskKind::Structured => crate::structured::train_structured(reg, &run),
     }
 }
 
-fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
+/// The trainer's settings of `a` (the same for every task but the defaults).
+pub(crate) fn fit_options(a: &TrainArgs, epochs: u64, patience: u64) -> FitOptions {
+    FitOptions {
+        max_epochs: epochs,
+        patience,
+        min_delta: 0.0,
+        window: a.smooth,
+    }
+}
+
+/// The settings every task shares, as a resumed run compares them: the model header (less
+/// `epsilon`, which is state), the estimator's and the trainer's.
+pub(crate) fn common_settings(
+    header: &BTreeMap<String, String>,
+    estimator: &DlmEstimator,
+    fit: &FitOptions,
+) -> BTreeMap<String, String> {
+    let mut s = header.clone();
+    s.insert("epsilon_init".into(), estimator.epsilon.to_string());
+    s.insert("max_epsilon".into(), estimator.max_abs_epsilon.to_string());
+    s.insert("escape_factor".into(), estimator.escape_factor.to_string());
+    s.insert("patience".into(), fit.patience.to_string());
+    s.insert("smooth".into(), fit.window.to_string());
+    s.insert("min_delta".into(), fit.min_delta.to_string());
+    s
+}
+
+fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
+    let a = &run.args;
     let range = parse_range(a.test_range.as_deref().unwrap_or("0,1"))?;
     let test_size = a.test_size.unwrap_or(1000);
     if test_size == 0 {
@@ -104,48 +139,41 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         seed: a.seed,
     };
     let mut task = build_sort(reg, &specs, settings)?;
-    if let Some(p) = &a.save {
-        check_writable(p)?;
-    }
-    if let Some(p) = &a.plot {
-        check_writable(p)?;
-    }
-    let mut progress = Progress::new(epochs, a.quiet);
-    let report: FitReport = fit(
-        &mut task,
-        &FitOptions {
-            max_epochs: epochs,
-            patience,
-            min_delta: 0.0,
-            window: a.smooth,
-        },
-        &mut |r: &EpochRecord, _improved: bool| progress.update(r),
-    )?;
-    progress.bar.finish_and_clear();
+    let header = sort_header(&task, &specs, a.seed);
+    let fit = fit_options(a, epochs, patience);
+    let mut all = common_settings(&header, &task.settings().estimator, &fit);
+    all.insert("train_size".into(), task.settings().train_size.to_string());
+    all.insert("test_size".into(), test_size.to_string());
+    all.insert("test_range".into(), format!("{},{}", range.0, range.1));
+    let state = run.start(task.model_mut(), &all, epochs)?;
+    let trained = run.train(&mut task, SortTask::model, &header, &all, &fit, state)?;
+    let report = &trained.report;
     let metrics = task.evaluate(test_size, range.0, range.1, a.seed)?;
     if !a.quiet {
         eprintln!(
-            "trained {} epochs in {:.2} s ({:.1} us/epoch){}",
+            "trained {} epochs in {:.2} s ({:.1} us/epoch){}{}",
             report.epochs_run,
             report.seconds,
-            1e6 * report.seconds / report.epochs_run as f64,
+            1e6 * report.seconds / report.epochs_run.max(1) as f64,
             if report.stopped_early {
                 ", stopped early"
+            } else {
+                ""
+            },
+            if report.interrupted {
+                ", interrupted"
             } else {
                 ""
             }
         );
         print_metrics(&metrics, range);
     }
-    if let Some(p) = &a.save {
-        save_sort(p, &task, &specs, a)?;
-    }
-    if let Some(p) = &a.plot {
+    if let Some(p) = run.plot_path() {
         plot::training_svg(p, &report.history)?;
     }
     let last = report.history.last().cloned();
     if a.json {
-        print_json(&json!({
+        let mut v = json!({
             "task": "sort",
             "n": n,
             "batch": batch,
@@ -165,14 +193,16 @@ fn train_sort(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
             "zero_direction_rate_final": num(last.as_ref().map_or(f64::NAN, |r| r.zero_rate)),
             "test_range": [num(range.0), num(range.1)],
             "test": metrics_json(&metrics),
-        }));
+        });
+        trained.add_json(&mut v);
+        print_json(&v);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(trained.exit_code())
 }
 
-fn save_sort(path: &Path, task: &SortTask, specs: &SortSpecs, a: &TrainArgs) -> Result<()> {
-    let mut m = ModelFile::default();
-    let h = &mut m.header;
+/// The header of a saved sort model (without `epsilon`, which the model adds).
+fn sort_header(task: &SortTask, specs: &SortSpecs, seed: u64) -> BTreeMap<String, String> {
+    let mut h = BTreeMap::new();
     h.insert("task".into(), "sort".into());
     h.insert("n".into(), specs.n.to_string());
     h.insert("structure".into(), specs.structure.clone());
@@ -183,9 +213,8 @@ fn save_sort(path: &Path, task: &SortTask, specs: &SortSpecs, a: &TrainArgs) -> 
     h.insert("sigma_net".into(), specs.sigma_net.clone());
     h.insert("batch".into(), task.settings().batch.to_string());
     h.insert("draws".into(), task.settings().estimator.draws.to_string());
-    h.insert("seed".into(), a.seed.to_string());
-    task.model().save_into(&mut m)?;
-    m.write(path)
+    h.insert("seed".into(), seed.to_string());
+    h
 }
 
 /// `dlm eval`: rebuilds a saved model (any task) and evaluates it.

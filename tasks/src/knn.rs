@@ -15,8 +15,8 @@
 
 use crate::data::{Dataset, Split};
 use crate::model::{NoiseScale, PerturbedModel, PotentialMap, StepInput};
-use crate::sort::StepTotals;
-use crate::trainer::{EpochRecord, Task};
+use crate::sort::check_first_step;
+use crate::trainer::{resume_point, EpochCursor, EpochProgress, StepTotals, Task};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::estimator::{DlmEstimator, NoiseKey};
 use dlm_core::loss::{Loss, Target};
@@ -421,23 +421,36 @@ pub fn pixel_knn(data: &Split, ks: &[usize]) -> Result<KnnMetrics> {
 }
 
 impl Task for KnnTask {
-    fn train_epoch(&mut self, epoch: u64) -> Result<EpochRecord> {
+    fn train_steps(
+        &mut self,
+        epoch: u64,
+        from: Option<EpochCursor>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<EpochProgress> {
         let n = self.data.train.len();
         let (nq, nc) = (self.settings.queries, self.settings.candidates);
+        let (first, mut acc) = resume_point(epoch, from)?;
         let mut order: Vec<usize> = (0..n).collect();
         shuffle(
             &mut rng_for(self.settings.seed, Stream::Shuffle, &[epoch]),
             &mut order,
         );
         let steps = (n / nq).max(1);
-        let mut acc = StepTotals::default();
-        for s in 0..steps {
+        check_first_step(first, steps)?;
+        for s in first..steps {
             let q: Vec<usize> = order[s * nq..(s + 1) * nq].to_vec();
             // Candidates: the next nc images after the queries, cyclically, never a query.
             let c: Vec<usize> = (0..nc).map(|i| order[((s + 1) * nq + i) % n]).collect();
             acc.add(&self.step(&q, &c, epoch * steps as u64 + s as u64)?);
+            if s + 1 < steps && stop() {
+                return Ok(EpochProgress::Stopped(EpochCursor {
+                    epoch,
+                    step: s as u64 + 1,
+                    totals: acc,
+                }));
+            }
         }
-        Ok(acc.record(epoch, self.model.epsilon()))
+        Ok(EpochProgress::Done(acc.record(epoch, self.model.epsilon())))
     }
 }
 

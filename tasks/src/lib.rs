@@ -9,9 +9,12 @@
 //!   (any structure on a supervised data file);
 //! * the [`trainer`]: epochs, early stopping, observers;
 //! * the [`data`] loaders: image data sets (embedded digits, MNIST, Fashion-MNIST, CIFAR-10);
-//! * [`model_file`]s: the validated, atomically written model container.
+//! * [`model_file`]s: the validated, atomically written model container;
+//! * [`checkpoint`]s (resumable training) and clean [`interrupt`]s.
 
+pub mod checkpoint;
 pub mod data;
+pub mod interrupt;
 pub mod knn;
 pub mod model;
 pub mod model_file;

@@ -5,7 +5,8 @@
 //! name, `u64` byte length and the bytes (e.g. one section per scorer's weights).
 //!
 //! [`write_atomic`] writes to a temporary file in the same directory and renames it into place,
-//! so a crash or a full disk never leaves a partly written model under the target name.
+//! so a crash or a full disk never leaves a partly written model under the target name, and an
+//! interrupt (SIGINT, SIGTERM) never leaves the temporary file behind ([`crate::interrupt`]).
 
 use dlm_core::error::{DlmError, Result};
 use std::collections::BTreeMap;
@@ -158,15 +159,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         })?
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DlmError::io("writing", path, e)
+    // A signal cannot end the process between creating and renaming (or removing) the
+    // temporary file: see crate::interrupt.
+    crate::interrupt::while_writing(|| {
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            DlmError::io("writing", path, e)
+        })
     })
 }
 

@@ -7,8 +7,8 @@
 //! `n x n` potentials: `theta[j][p]` is the score of putting number `j` at position `p`.
 //! `sigma` maps the whole sequence (input `[B, n]`) to one noise scale.
 
-use crate::model::{IdentityMap, NoiseScale, PerturbedModel, StepInput, StepStats};
-use crate::trainer::{EpochRecord, Task};
+use crate::model::{IdentityMap, NoiseScale, PerturbedModel, StepInput};
+use crate::trainer::{resume_point, EpochCursor, EpochProgress, StepTotals, Task};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::estimator::{DlmEstimator, NoiseKey};
 use dlm_core::loss::{Loss, Target};
@@ -355,11 +355,23 @@ impl SortTask {
 }
 
 impl Task for SortTask {
-    fn train_epoch(&mut self, epoch: u64) -> Result<EpochRecord> {
+    fn train_steps(
+        &mut self,
+        epoch: u64,
+        from: Option<EpochCursor>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<EpochProgress> {
         let (n, bsz, seed) = (self.settings.n, self.settings.batch, self.settings.seed);
-        let mut acc = StepTotals::default();
+        let (first, mut acc) = resume_point(epoch, from)?;
         match self.train.take() {
             None => {
+                // One fresh batch, one step per epoch.
+                if first != 0 {
+                    return Err(DlmError::invalid(
+                        "epoch cursor",
+                        format!("step {first} of a one-step epoch"),
+                    ));
+                }
                 let x = uniform_sequences(bsz, n, 0.0, 1.0, seed, Stream::TrainData, epoch + 1);
                 let ids: Vec<u64> = (0..bsz as u64).map(|i| epoch * bsz as u64 + i).collect();
                 acc = self.step(x.view(), &ids, epoch)?;
@@ -367,67 +379,42 @@ impl Task for SortTask {
             Some(train) => {
                 let mut order: Vec<usize> = (0..train.nrows()).collect();
                 shuffle(&mut rng_for(seed, Stream::Shuffle, &[epoch]), &mut order);
-                let result = (|| -> Result<()> {
-                    for chunk in order.chunks(bsz) {
+                let chunks: Vec<&[usize]> = order.chunks(bsz).collect();
+                let result = (|| -> Result<Option<usize>> {
+                    check_first_step(first, chunks.len())?;
+                    for (s, chunk) in chunks.iter().enumerate().skip(first) {
                         let x = train.select(Axis(0), chunk);
                         let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
                         acc.add(&self.step(x.view(), &ids, epoch)?);
+                        if s + 1 < chunks.len() && stop() {
+                            return Ok(Some(s + 1));
+                        }
                     }
-                    Ok(())
+                    Ok(None)
                 })();
                 self.train = Some(train);
-                result?;
+                if let Some(step) = result? {
+                    return Ok(EpochProgress::Stopped(EpochCursor {
+                        epoch,
+                        step: step as u64,
+                        totals: acc,
+                    }));
+                }
             }
         }
-        Ok(acc.record(epoch, self.model.epsilon()))
+        Ok(EpochProgress::Done(acc.record(epoch, self.model.epsilon())))
     }
 }
 
-/// Sums of [`StepStats`] over the steps of an epoch (weighted by batch size).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct StepTotals {
-    monitored: f64,
-    perturbed: f64,
-    sigma: f64,
-    examples: usize,
-    zero_directions: usize,
-    draws: usize,
-}
-
-impl StepTotals {
-    /// One step's totals: `monitored` is the task's metric summed over the `b` examples.
-    pub(crate) fn of(s: &StepStats, monitored: f64, b: usize) -> Self {
-        StepTotals {
-            monitored,
-            perturbed: s.perturbed_loss * b as f64,
-            sigma: s.sigma_mean * b as f64,
-            examples: b,
-            zero_directions: s.zero_directions,
-            draws: s.total_draws,
-        }
+/// Refuses a cursor past the last step of an epoch of `steps` steps.
+pub(crate) fn check_first_step(first: usize, steps: usize) -> Result<()> {
+    if first >= steps {
+        return Err(DlmError::invalid(
+            "epoch cursor",
+            format!("step {first} of an epoch of {steps} steps"),
+        ));
     }
-
-    pub(crate) fn add(&mut self, o: &StepTotals) {
-        self.monitored += o.monitored;
-        self.perturbed += o.perturbed;
-        self.sigma += o.sigma;
-        self.examples += o.examples;
-        self.zero_directions += o.zero_directions;
-        self.draws += o.draws;
-    }
-
-    /// The epoch's record: per-example means.
-    pub(crate) fn record(&self, epoch: u64, epsilon: f64) -> EpochRecord {
-        let n = self.examples.max(1) as f64;
-        EpochRecord {
-            epoch,
-            loss: self.monitored / n,
-            perturbed_loss: self.perturbed / n,
-            sigma: self.sigma / n,
-            epsilon,
-            zero_rate: self.zero_directions as f64 / self.draws.max(1) as f64,
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,8 +35,8 @@
 //! a set).
 
 use crate::model::{IdentityMap, NoiseScale, PerturbedModel, PotentialMap, StepInput};
-use crate::sort::StepTotals;
-use crate::trainer::{EpochRecord, Task};
+use crate::sort::check_first_step;
+use crate::trainer::{resume_point, EpochCursor, EpochProgress, StepTotals, Task};
 use dlm_core::error::{ensure_finite, DlmError, Result};
 use dlm_core::estimator::{DlmEstimator, NoiseKey};
 use dlm_core::loss::{Loss, Target};
@@ -1006,14 +1006,21 @@ fn predict(
 }
 
 impl Task for StructuredTask {
-    fn train_epoch(&mut self, epoch: u64) -> Result<EpochRecord> {
+    fn train_steps(
+        &mut self,
+        epoch: u64,
+        from: Option<EpochCursor>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<EpochProgress> {
         let train = &self.data.train;
         let seed = self.settings.seed;
+        let (first, mut acc) = resume_point(epoch, from)?;
         let mut order: Vec<usize> = (0..train.len()).collect();
         shuffle(&mut rng_for(seed, Stream::Shuffle, &[epoch]), &mut order);
         let mut map = IdentityMap::new(Some(self.data.shape.clone()));
-        let mut acc = StepTotals::default();
-        for chunk in order.chunks(self.settings.batch) {
+        let chunks: Vec<&[usize]> = order.chunks(self.settings.batch).collect();
+        check_first_step(first, chunks.len())?;
+        for (s, chunk) in chunks.iter().enumerate().skip(first) {
             let x = train.x.select(Axis(0), chunk);
             let targets: Vec<Target> = chunk.iter().map(|&i| train.targets[i].clone()).collect();
             let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
@@ -1029,8 +1036,15 @@ impl Task for StructuredTask {
             )?;
             let b = chunk.len();
             acc.add(&StepTotals::of(&stats, stats.noiseless_loss * b as f64, b));
+            if s + 1 < chunks.len() && stop() {
+                return Ok(EpochProgress::Stopped(EpochCursor {
+                    epoch,
+                    step: s as u64 + 1,
+                    totals: acc,
+                }));
+            }
         }
-        Ok(acc.record(epoch, self.model.epsilon()))
+        Ok(EpochProgress::Done(acc.record(epoch, self.model.epsilon())))
     }
 }
 
