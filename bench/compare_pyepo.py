@@ -485,6 +485,7 @@ def run_pyepo(a, data: dict, optmodel, method: str) -> dict:
     losses = []
     with contextlib.redirect_stdout(sys.stderr):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for _ in range(a.epochs):
             tot, nb = 0.0, 0
             for x, c, w, z in loader_train:
@@ -497,6 +498,7 @@ def run_pyepo(a, data: dict, optmodel, method: str) -> dict:
                 nb += 1
             losses.append(tot / max(nb, 1))
         train_s = time.perf_counter() - t0
+        train_cpu = time.process_time() - c0
         t0 = time.perf_counter()
         regret = float(pyepo.metric.regret(reg, optmodel, loader_test))
         eval_s = time.perf_counter() - t0
@@ -508,6 +510,7 @@ def run_pyepo(a, data: dict, optmodel, method: str) -> dict:
         "normalized_regret": regret,
         "seconds_per_epoch": train_s / a.epochs,
         "train_seconds": train_s,
+        "cpu_seconds_per_epoch": train_cpu / a.epochs,
         "epochs_run": a.epochs,
         "train_loss_per_epoch": losses,
         "dataset_precompute_seconds": prep_s,
@@ -635,6 +638,9 @@ def summarise(runs: list[dict]) -> list[dict]:
             "seconds_per_epoch_mean": statistics.fmean(spe),
             "seconds_per_epoch_std": statistics.stdev(spe) if len(spe) > 1 else None,
         })
+        cpu = [r["cpu_seconds_per_epoch"] for r in rs if "cpu_seconds_per_epoch" in r]
+        if len(cpu) == len(rs):
+            out[-1]["cpu_seconds_per_epoch_mean"] = statistics.fmean(cpu)
     return out
 
 
@@ -691,6 +697,20 @@ def markdown(a, summary, rat, row_order, header: str) -> str:
         impl = "PyEPO" if side == "pyepo" else "dlm"
         lines.append(f"| {method} | {impl} | "
                      + " | ".join(fmt_time(by.get((side, method, d))) for d in degs) + " |")
+    cpu_rows = [(side, m) for side, m in row_order
+                if any("cpu_seconds_per_epoch_mean" in by.get((side, m, d), {}) for d in degs)]
+    if cpu_rows:
+        lines += ["", "Process CPU seconds per epoch of the same loops (less sensitive to other "
+                  "load on the machine than wall time):", "",
+                  "| method | implementation | " + " | ".join(f"deg {d}" for d in degs) + " |",
+                  "|---|---|" + "---|" * len(degs)]
+        for side, method in cpu_rows:
+            cells = []
+            for d in degs:
+                v = by.get((side, method, d), {}).get("cpu_seconds_per_epoch_mean")
+                cells.append("–" if v is None else f"{v:.3g}")
+            lines.append(f"| {method} | {'PyEPO' if side == 'pyepo' else 'dlm'} | "
+                         + " | ".join(cells) + " |")
     if rat:
         lines += ["", "PyEPO s/epoch ÷ dlm s/epoch, same method (this run):", "",
                   "| method | " + " | ".join(f"deg {d}" for d in degs) + " |",
