@@ -19,6 +19,9 @@ pub enum TaskKind {
     Knn,
     /// Any structure on a supervised .npz data file (features x, true structures).
     Structured,
+    /// Decision-focused shortest paths on a grid (PyEPO's benchmark): predict arc costs from
+    /// features, measured by normalized regret.
+    ShortestPath,
 }
 
 impl TaskKind {
@@ -28,7 +31,13 @@ impl TaskKind {
             TaskKind::Sort => "sort",
             TaskKind::Knn => "knn",
             TaskKind::Structured => "structured",
+            TaskKind::ShortestPath => "shortest-path",
         }
+    }
+
+    /// Whether `--data` names a file (whose path a checkpoint stores absolute).
+    pub(crate) fn reads_files(self) -> bool {
+        matches!(self, TaskKind::Structured | TaskKind::ShortestPath)
     }
 }
 
@@ -46,7 +55,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub(crate) batch: Option<usize>,
     /// Training sequences (sort): 0 draws a fresh batch every epoch (one step per epoch, the
-    /// default); N fixes a training set of N sequences, one pass per epoch.
+    /// default); N fixes a training set of N sequences, one pass per epoch. Shortest-path:
+    /// generated training instances [default: 1000].
     #[arg(long)]
     pub(crate) train_size: Option<usize>,
     /// Noise draws per example [default: sort 5, knn 1 (the seed: one draw is usually best
@@ -105,22 +115,37 @@ pub struct TrainArgs {
     /// The sigma scorer [default: mlp:sizes=IN-1,out=softplus with SGD at --sigma-lr].
     #[arg(long = "sigma-net")]
     pub(crate) sigma_net: Option<String>,
-    /// Test sequences (sort) [default: 1000].
+    /// Test sequences (sort), generated test instances (shortest-path) [default: 1000].
     #[arg(long)]
     pub(crate) test_size: Option<usize>,
+    /// Polynomial degree of PyEPO's cost generator (shortest-path) [default: 1].
+    #[arg(long)]
+    pub(crate) deg: Option<u32>,
+    /// Half-width e of the generator's multiplicative noise U[1-e, 1+e] (shortest-path)
+    /// [default: 0.5].
+    #[arg(long)]
+    pub(crate) noise_width: Option<f64>,
+    /// Features p of the generated instances (shortest-path) [default: 5].
+    #[arg(long)]
+    pub(crate) features: Option<usize>,
+    /// Grid ROWS,COLS of nodes (shortest-path) [default: 5,5; a file's square grid is inferred].
+    #[arg(long)]
+    pub(crate) grid: Option<String>,
     /// Range LO,HI of the uniform test numbers (sort) [default: 0,1].
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) test_range: Option<String>,
     /// Data: knn, a data set name (digits (embedded, the default), mnist, fashion-mnist,
-    /// cifar10); structured, a .npz file (required; arrays described in docs/cli.md).
+    /// cifar10); structured, a .npz file (required; arrays described in docs/cli.md);
+    /// shortest-path, a .npz of features x and costs c (e.g. PyEPO's own data; default:
+    /// generated with --deg, --noise-width, --features, --train-size, --test-size).
     #[arg(long)]
     pub(crate) data: Option<String>,
     /// Where fetched data sets live (knn; scripts/fetch-data.sh) [default: $DLM_DATA_DIR or
     /// .data].
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Fraction of the examples held out for testing (structured, when the file has no
-    /// x_test) [default: 0.2].
+    /// Fraction of the examples held out for testing (structured and shortest-path, when the
+    /// file has no x_test) [default: 0.2].
     #[arg(long)]
     pub(crate) test_fraction: Option<f64>,
     /// Neighbours chosen during training (knn) [default: 5].
@@ -234,11 +259,21 @@ impl TrainArgs {
         }
         const SORT: &[&str] = &["sort"];
         const KNN: &[&str] = &["knn"];
-        const STRUCTURED: &[&str] = &["structured"];
         const SORT_STRUCTURED: &[&str] = &["sort", "structured"];
-        const KNN_STRUCTURED: &[&str] = &["knn", "structured"];
+        const SORT_PATH: &[&str] = &["sort", "shortest-path"];
+        const PATH: &[&str] = &["shortest-path"];
+        const FILES: &[&str] = &["knn", "structured", "shortest-path"];
+        const BATCHED: &[&str] = &["sort", "structured", "shortest-path"];
+        const HELD_OUT: &[&str] = &["structured", "shortest-path"];
         let knn_fixed = "the k-NN task always uses the structure topk:k=K (choose K with --k) \
                          and the label-mismatch loss; remove it";
+        let path_fixed = "the shortest-path task always uses the structure grid-edges (choose \
+                          the grid with --grid) and the regret loss; remove it";
+        let fixed = if self.task == TaskKind::ShortestPath {
+            path_fixed
+        } else {
+            knn_fixed
+        };
         refuse_unused(
             self.task.as_str(),
             &[
@@ -246,18 +281,22 @@ impl TrainArgs {
                     "--structure",
                     self.structure.is_some(),
                     SORT_STRUCTURED,
-                    knn_fixed,
+                    fixed,
                 ),
-                ("--loss", self.loss.is_some(), SORT_STRUCTURED, knn_fixed),
+                ("--loss", self.loss.is_some(), SORT_STRUCTURED, fixed),
                 ("--n", self.n.is_some(), SORT, ""),
-                ("--train-size", self.train_size.is_some(), SORT, ""),
-                ("--test-size", self.test_size.is_some(), SORT, ""),
+                ("--train-size", self.train_size.is_some(), SORT_PATH, ""),
+                ("--test-size", self.test_size.is_some(), SORT_PATH, ""),
                 ("--test-range", self.test_range.is_some(), SORT, ""),
-                ("--batch", self.batch.is_some(), SORT_STRUCTURED, ""),
+                ("--batch", self.batch.is_some(), BATCHED, ""),
+                ("--deg", self.deg.is_some(), PATH, ""),
+                ("--noise-width", self.noise_width.is_some(), PATH, ""),
+                ("--features", self.features.is_some(), PATH, ""),
+                ("--grid", self.grid.is_some(), PATH, ""),
                 (
                     "--data",
                     self.data.is_some(),
-                    KNN_STRUCTURED,
+                    FILES,
                     "the sort task draws its own sequences (--n, --train-size, --test-range); \
                      remove it",
                 ),
@@ -265,7 +304,7 @@ impl TrainArgs {
                 (
                     "--test-fraction",
                     self.test_fraction.is_some(),
-                    STRUCTURED,
+                    HELD_OUT,
                     "",
                 ),
                 ("--k", self.k.is_some(), KNN, ""),
@@ -338,8 +377,8 @@ impl EvalArgs {
                 (
                     "--data",
                     self.data.is_some(),
-                    &["structured"],
-                    "--data applies to structured models only (a k-NN model evaluates on the \
+                    &["structured", "shortest-path"],
+                    "--data applies to structured and shortest-path models only (a k-NN model evaluates on the \
                      data set it was trained on, found in --data-dir); remove it",
                 ),
             ],

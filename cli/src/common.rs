@@ -18,6 +18,10 @@ pub fn registry(plugins: &[PathBuf]) -> Result<Registry> {
     r.register_builtin("dlm-plugin-argmax", dlm_plugin_argmax::register)?;
     r.register_builtin("dlm-plugin-noise", dlm_plugin_noise::register)?;
     r.register_builtin("dlm-plugin-mlp", dlm_plugin_mlp::register)?;
+    r.register_builtin(
+        "dlm-plugin-shortest-path",
+        dlm_plugin_shortest_path::register,
+    )?;
     if let Ok(list) = std::env::var("DLM_PLUGIN_PATH") {
         r.load_path_list(&list)?;
     }

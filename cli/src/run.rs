@@ -186,7 +186,7 @@ impl RunSetup {
         let (args, resume, stored) = match &a.resume {
             None => {
                 let stored = if a.checkpoint.is_some() {
-                    to_store(&a.given, a.task == crate::args::TaskKind::Structured)?
+                    to_store(&a.given, a.task.reads_files())?
                 } else {
                     Vec::new()
                 };
@@ -228,7 +228,7 @@ impl RunSetup {
                     }
                 }
                 let mut args = parse_stored(&merged, rp)?;
-                let structured = args.task == crate::args::TaskKind::Structured;
+                let structured = args.task.reads_files();
                 let as_given: Vec<(String, Option<String>)> = merged
                     .iter()
                     .map(|(f, v)| (f.clone(), Some(v.clone())))

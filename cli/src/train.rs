@@ -62,6 +62,7 @@ pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
         TaskKind::Sort => train_sort(reg, &run),
         TaskKind::Knn => crate::knn::train_knn(reg, &run),
         TaskKind::Structured => crate::structured::train_structured(reg, &run),
+        TaskKind::ShortestPath => crate::structured::train_shortest_path(reg, &run),
     }
 }
 
@@ -222,10 +223,10 @@ pub fn eval(reg: &Registry, a: &EvalArgs) -> Result<ExitCode> {
     let m = ModelFile::read(&a.load)?;
     let p = &a.load;
     let task_name = m.get("task", p)?;
-    if ["sort", "knn", "structured"].contains(&task_name) {
+    if ["sort", "knn", "structured", "shortest-path"].contains(&task_name) {
         a.check_for(task_name)?;
     }
-    if task_name == "structured" {
+    if task_name == "structured" || task_name == "shortest-path" {
         return crate::structured::eval_structured(reg, &m, p, a.data.as_deref(), a.json);
     }
     if task_name == "knn" {
