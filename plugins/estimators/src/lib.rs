@@ -22,7 +22,30 @@
 //! `eps = -lambda` without the escape and `blackbox` is that at `sigma = 0`.
 //!
 //! Register with `registry.register_builtin("dlm-plugin-estimators",
-//! dlm_plugin_estimators::register)`; create with `registry.estimator(&"fy:draws=10".parse()?)`.
+//! dlm_plugin_estimators::register)`; create with `registry.estimator(&"fy:draws=10".parse()?)`:
+//!
+//! ```
+//! use dlm_core::{Batch, NoiseKey, Registry, Target};
+//! use dlm_plugin_argmax::{Argmax, ZeroOne};
+//! use dlm_plugin_noise::Gumbel;
+//! use ndarray::{arr1, arr2};
+//!
+//! let mut reg = Registry::new();
+//! reg.register_builtin("dlm-plugin-estimators", dlm_plugin_estimators::register)?;
+//! let est = reg.estimator(&"blackbox:lambda=2".parse()?)?;
+//! // Prefers class 1, the truth is 0; the 0/1 loss has L = -e_0, so
+//! // y_lambda = argmax (theta + 2 e_0) = 0 and grad = (e_1 - e_0) / 2.
+//! let theta = arr2(&[[0.3, 1.0, -0.2]]).into_dyn();
+//! let sigma = arr1(&[0.0]);
+//! let targets = [Target { truth: vec![0], weights: vec![] }];
+//! let batch = Batch { theta: theta.view(), sigma: sigma.view(), targets: &targets, example_ids: &[0] };
+//! let mut state = est.initial_state();
+//! let e = est.estimate(&mut state, &Argmax, &Gumbel::new(1.0, true), &ZeroOne, &batch,
+//!                      NoiseKey { seed: 1, epoch: 0 })?;
+//! assert_eq!(e.grad_theta.as_slice().unwrap(), &[-0.5, 0.5, 0.0]);
+//! assert!(!est.learns_sigma() && !est.uses_noise());
+//! # Ok::<(), dlm_core::DlmError>(())
+//! ```
 
 mod blackbox;
 mod common;
