@@ -114,9 +114,9 @@ pub struct Diagnostics {
     /// that are DLM at a fixed `eps` report it (blackbox and I-MLE: `-lambda`); the others 0.
     pub epsilon: f64,
     /// Draws whose contribution to `grad_theta` is zero because the two solutions the
-    /// estimator compares are equal (DLM: `y*(eps) = y*`; Fenchel-Young: the perturbed
-    /// solution is the truth; blackbox, I-MLE: the solution equals the target-shifted one;
-    /// SPO+: `w~ = w*`).
+    /// estimator compares are equal as active sets in canonical order (DLM: `y*(eps) = y*`;
+    /// Fenchel-Young: the perturbed solution is the truth; blackbox, I-MLE: the solution
+    /// equals the target-shifted one; SPO+: `w~ = w*`).
     pub zero_directions: usize,
     /// Draws in total (`B * draws`; `B` for estimators without draws).
     pub total_draws: usize,

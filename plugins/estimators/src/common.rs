@@ -98,17 +98,3 @@ pub(crate) fn check_truths(estimator: &str, targets: &[Target], m: usize) -> Res
     }
     Ok(())
 }
-
-/// Whether two active sets hold the same indices (in any order).
-pub(crate) fn same_set(a: &[usize], b: &[usize]) -> bool {
-    if a == b {
-        return true;
-    }
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut a, mut b) = (a.to_vec(), b.to_vec());
-    a.sort_unstable();
-    b.sort_unstable();
-    a == b
-}

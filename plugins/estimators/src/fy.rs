@@ -1,7 +1,7 @@
 //! The perturbed Fenchel-Young loss (Berthet et al. 2020, *Learning with Differentiable
 //! Perturbed Optimizers*).
 
-use crate::common::{check_draws, check_truths, draws_option, same_set};
+use crate::common::{check_draws, check_truths, draws_option};
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
 use dlm_core::rng::noise_rng;
 use dlm_core::{Config, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
@@ -155,7 +155,7 @@ impl GradientEstimator for FenchelYoung {
                 dot += p.gamma[i];
             }
             grad_sigma[b] += dot * w;
-            if same_set(&p.y, &batch.targets[b].truth) {
+            if p.y == batch.targets[b].truth {
                 zero_directions += 1;
             }
         }

@@ -1,6 +1,5 @@
 //! The SPO+ loss (Elmachtoub & Grigas 2022, *Smart "Predict, then Optimize"*).
 
-use crate::common::same_set;
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
 use dlm_core::{Config, DlmError, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
 use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
@@ -137,7 +136,7 @@ impl GradientEstimator for SpoPlus {
         let mut zero_directions = 0;
         for (b, e) in examples.iter().enumerate() {
             loss_out[b] = e.loss;
-            if same_set(&e.w_star, &e.w_tilde) {
+            if e.w_star == e.w_tilde {
                 zero_directions += 1;
                 continue;
             }
