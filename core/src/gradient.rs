@@ -338,3 +338,31 @@ pub trait GradientEstimator: Send + Sync {
         key: NoiseKey,
     ) -> Result<Estimate>;
 }
+
+/// A boxed estimator (e.g. one a [`Registry`](crate::Registry) created) is an estimator, so
+/// that wrappers generic over `E: GradientEstimator` accept it.
+impl<E: GradientEstimator + ?Sized> GradientEstimator for Box<E> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn learns_sigma(&self) -> bool {
+        (**self).learns_sigma()
+    }
+    fn uses_noise(&self) -> bool {
+        (**self).uses_noise()
+    }
+    fn initial_state(&self) -> EstimatorState {
+        (**self).initial_state()
+    }
+    fn estimate(
+        &self,
+        state: &mut EstimatorState,
+        structure: &dyn StructuredArgmax,
+        noise: &dyn NoiseModel,
+        loss: &dyn Loss,
+        batch: &Batch<'_>,
+        key: NoiseKey,
+    ) -> Result<Estimate> {
+        (**self).estimate(state, structure, noise, loss, batch, key)
+    }
+}

@@ -1073,3 +1073,89 @@ fn a_panicking_estimator_becomes_an_error() {
     let err = r.register_builtin("again", register_panicky).unwrap_err();
     assert!(err.to_string().contains("estimator 'panicky'"), "{err}");
 }
+
+#[test]
+fn descending_each_estimator_moves_the_prediction_to_the_truth_on_a_matching() {
+    // theta itself is the parameter: theta <- theta - lr * grad. Every estimator's sign is that
+    // of a loss to minimise, so the noiseless prediction must become the truth (for SPO+: the
+    // optimum of the true costs, i.e. zero regret).
+    let r = registry();
+    let n = 5;
+    let (theta0, mut targets) = random_batch(3, n, 16, true);
+    let m = matching();
+    for t in &mut targets {
+        // The truth is the optimum of the true costs, so that every estimator aims at it.
+        let neg: Vec<f64> = t.weights.iter().map(|c| -c).collect();
+        m.argmax(
+            ArrayD::from_shape_vec(IxDyn(&[n, n]), neg).unwrap().view(),
+            &mut t.truth,
+        )
+        .unwrap();
+    }
+    let prediction = |theta: &ArrayD<f64>, b: usize| {
+        let mut y = Vec::new();
+        m.argmax(theta.index_axis(ndarray::Axis(0), b), &mut y)
+            .unwrap();
+        y
+    };
+    assert!(
+        (0..3).any(|b| prediction(&theta0, b) != targets[b].truth),
+        "the start must be wrong somewhere"
+    );
+    // SPO+ reads the costs; the others learn the same truth through the Hamming loss (which
+    // reads weights per row, so they get targets without the costs).
+    let plain: Vec<Target> = targets
+        .iter()
+        .map(|t| Target {
+            truth: t.truth.clone(),
+            weights: vec![],
+        })
+        .collect();
+    let descend = |est: &dyn GradientEstimator, loss: &dyn Loss, targets: &[Target]| {
+        let mut state = est.initial_state();
+        let mut theta = theta0.clone();
+        let sigma = Array1::from_elem(3, 0.3);
+        let ids = ids(3);
+        for epoch in 0..60 {
+            let e = est
+                .estimate(
+                    &mut state,
+                    &m,
+                    &gumbel(),
+                    loss,
+                    &Batch {
+                        theta: theta.view(),
+                        sigma: sigma.view(),
+                        targets,
+                        example_ids: &ids,
+                    },
+                    NoiseKey { seed: 3, epoch },
+                )
+                .unwrap();
+            theta = &theta - &(&e.grad_theta * 0.3);
+        }
+        (0..3)
+            .filter(|&b| prediction(&theta, b) == targets[b].truth)
+            .count()
+    };
+    for (name, loss, targets) in [
+        ("dlm:epsilon=-1", &Hamming as &dyn Loss, &plain),
+        ("fy:draws=3", &Hamming, &plain),
+        ("blackbox:lambda=2", &Hamming, &plain),
+        ("imle:lambda=2,draws=3", &Hamming, &plain),
+        ("spo+", &Cost, &targets),
+    ] {
+        let est = r.estimator(&spec(name)).unwrap();
+        assert_eq!(
+            descend(&est, loss, targets),
+            3,
+            "{name}: all examples right"
+        );
+        // Negative control: ascending instead (a flipped sign) gets none right.
+        let flipped = Mutant {
+            inner: est,
+            mutation: Mutation::NegateTheta,
+        };
+        assert_eq!(descend(&flipped, loss, targets), 0, "{name} flipped");
+    }
+}
