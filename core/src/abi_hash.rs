@@ -29,7 +29,7 @@
 //! chose to load and could do anything anyway). Each step of FNV-1a is a bijection of the
 //! state, so two inputs of equal length that differ in one byte always hash differently.
 
-/// The `core/src` files whose content crosses the plugin boundary, in hashing order: the four
+/// The `core/src` files whose content crosses the plugin boundary, in hashing order: the five
 /// plugin traits and what their signatures use, the declaration and registrar.
 pub const BOUNDARY_FILES: &[&str] = &[
     "structure.rs",
@@ -40,6 +40,7 @@ pub const BOUNDARY_FILES: &[&str] = &[
     "config.rs",
     "error.rs",
     "rng.rs",
+    "gradient.rs",
 ];
 
 fn is_word(c: char) -> bool {

@@ -51,7 +51,7 @@ pub enum DlmError {
     /// A name that no plugin registered.
     #[error("no {kind} named '{name}' is registered (available: {available}); load the plugin library that provides it")]
     UnknownComponent {
-        /// structure, noise, loss or scorer.
+        /// structure, noise, loss, scorer or estimator.
         kind: &'static str,
         /// The requested name.
         name: String,
@@ -61,7 +61,7 @@ pub enum DlmError {
     /// Two plugins registered the same name.
     #[error("{kind} '{name}' is registered twice (first from {first}, again from {second}); remove one of the plugins")]
     DuplicateComponent {
-        /// structure, noise, loss or scorer.
+        /// structure, noise, loss, scorer or estimator.
         kind: &'static str,
         /// The name.
         name: String,

@@ -17,13 +17,19 @@
 //!
 //! The noise of (epoch, example, draw) comes from [`noise_rng`], so the estimate does not
 //! depend on the number of threads: pairs are solved in parallel and reduced in a fixed order.
+//!
+//! [`DlmEstimator`] is also a [`GradientEstimator`] (the `dlm` of `--estimator`), with the
+//! current `eps` kept in an [`EstimatorState`]; [`Batch`], [`NoiseKey`], [`Estimate`] and
+//! [`Diagnostics`] are defined in [`gradient`](crate::gradient) and re-exported here.
 
 use crate::error::{ensure_finite, DlmError, Result};
-use crate::loss::{Loss, Target};
+pub use crate::gradient::{Batch, Diagnostics, Estimate, NoiseKey};
+use crate::gradient::{EstimatorState, GradientEstimator};
+use crate::loss::Loss;
 use crate::noise::NoiseModel;
 use crate::rng::noise_rng;
 use crate::structure::StructuredArgmax;
-use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, ArrayViewMutD, IxDyn};
+use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
 
 /// Settings of the estimator.
@@ -50,54 +56,12 @@ impl Default for DlmEstimator {
     }
 }
 
-/// One batch for the estimator.
-#[derive(Debug, Clone)]
-pub struct Batch<'a> {
-    /// Potentials `mu_u(x)`, shape `[B, ...]` with the structure's shape after the batch axis.
-    pub theta: ArrayViewD<'a, f64>,
-    /// Noise scales `sigma_v(x)`, shape `[B]`, each finite and `>= 0` (0 = no noise).
-    pub sigma: ArrayView1<'a, f64>,
-    /// Ground truth of each example.
-    pub targets: &'a [Target],
-    /// A stable identifier of each example (e.g. its index in the data set); with the epoch
-    /// and the draw it selects the noise.
-    pub example_ids: &'a [u64],
-}
+/// The former name of [`Estimate`], kept so that existing code compiles unchanged.
+pub type DlmEstimate = Estimate;
 
-/// Where the noise comes from: the user's seed and the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoiseKey {
-    /// The user's seed.
-    pub seed: u64,
-    /// The epoch (or any outer counter).
-    pub epoch: u64,
-}
-
-/// Diagnostics of one estimate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Diagnostics {
-    /// The `eps` the returned gradients were computed with (after escapes).
-    pub epsilon: f64,
-    /// Draws whose augmented solution equalled the plain one (zero direction).
-    pub zero_directions: usize,
-    /// Draws in total (`B * draws`).
-    pub total_draws: usize,
-    /// How many times `|eps|` was enlarged.
-    pub escapes: usize,
-}
-
-/// The estimate for one batch.
-#[derive(Debug, Clone)]
-pub struct DlmEstimate {
-    /// `d E[loss] / d theta`, shape `[B, ...]`, averaged over draws (not over the batch).
-    pub grad_theta: ArrayD<f64>,
-    /// `d E[loss] / d sigma_b`, shape `[B]`, averaged over draws.
-    pub grad_sigma: Array1<f64>,
-    /// Per example, the loss of the perturbed prediction `y*` averaged over draws.
-    pub loss: Array1<f64>,
-    /// Zero directions and the `eps` used.
-    pub diagnostics: Diagnostics,
-}
+/// The name of DLM's state value in an [`EstimatorState`]: the current `eps` after
+/// zero-direction escapes, which the next batch starts from.
+pub const EPSILON_STATE: &str = "epsilon";
 
 /// Reusable buffers of one (example, draw) pair.
 #[derive(Debug, Default, Clone)]
@@ -402,7 +366,7 @@ impl DlmEstimator {
             }
             grad_sigma[b] += dot * w;
         }
-        Ok(DlmEstimate {
+        Ok(Estimate {
             grad_theta,
             grad_sigma,
             loss: loss_mean,
@@ -413,5 +377,64 @@ impl DlmEstimator {
                 escapes,
             },
         })
+    }
+}
+
+/// DLM as a [`GradientEstimator`], registered as `dlm` by `dlm-plugin-estimators`.
+///
+/// The current `eps` lives in the state under [`EPSILON_STATE`] (`"epsilon"`): each call starts
+/// from it (from [`DlmEstimator::epsilon`] when it is not set) and stores the `eps` it ended
+/// with (after escapes), exactly as a caller of the inherent
+/// [`DlmEstimator::estimate`] would carry `diagnostics.epsilon` into the next batch; the
+/// results are bit-identical to that. The state's scratch holds the [`Workspace`].
+///
+/// Note: on a `DlmEstimator` value, method syntax `est.estimate(...)` picks the inherent
+/// method (with a [`Workspace`]); call this one through `dyn GradientEstimator` or as
+/// `GradientEstimator::estimate(&est, ...)`.
+impl GradientEstimator for DlmEstimator {
+    fn name(&self) -> &str {
+        "dlm"
+    }
+
+    /// True: `grad_sigma = <gamma, phi(y*(eps)) - phi(y*)> / eps` estimates
+    /// `d E[loss] / d sigma`.
+    fn learns_sigma(&self) -> bool {
+        true
+    }
+
+    fn uses_noise(&self) -> bool {
+        true
+    }
+
+    /// `epsilon` = the configured initial `eps`.
+    fn initial_state(&self) -> EstimatorState {
+        let mut s = EstimatorState::new();
+        s.set(EPSILON_STATE, self.epsilon);
+        s
+    }
+
+    fn estimate(
+        &self,
+        state: &mut EstimatorState,
+        structure: &dyn StructuredArgmax,
+        noise: &dyn NoiseModel,
+        loss: &dyn Loss,
+        batch: &Batch<'_>,
+        key: NoiseKey,
+    ) -> Result<Estimate> {
+        let current = DlmEstimator {
+            epsilon: state.get(EPSILON_STATE).unwrap_or(self.epsilon),
+            ..self.clone()
+        };
+        let e = current.estimate(
+            state.scratch::<Workspace>(),
+            structure,
+            noise,
+            loss,
+            batch,
+            key,
+        )?;
+        state.set(EPSILON_STATE, e.diagnostics.epsilon);
+        Ok(e)
     }
 }

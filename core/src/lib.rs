@@ -3,9 +3,11 @@
 //! The engine of `dlm`: learning randomly perturbed structured predictors with direct loss
 //! minimization (Cohen Indelman & Hazan, ICML 2021).
 //!
-//! * [`StructuredArgmax`], [`NoiseModel`], [`Loss`], [`Scorer`]: the four traits a plugin
-//!   implements (see [`plugin`] for how plugins are written and loaded).
+//! * [`StructuredArgmax`], [`NoiseModel`], [`Loss`], [`Scorer`], [`GradientEstimator`]: the
+//!   five traits a plugin implements (see [`plugin`] for how plugins are written and loaded).
 //! * [`predictor`]: the perturb-and-MAP predictor `y* = argmax <mu + sigma*gamma, phi(y)>`.
+//! * [`gradient`]: the estimator interface ([`GradientEstimator`], [`Batch`], [`Estimate`],
+//!   [`EstimatorState`]).
 //! * [`estimator`]: the DLM gradient estimator with learned noise scale (two solver calls per
 //!   draw, zero-direction escape, counter-based seeding, parallel batches).
 //! * [`rng`]: counter-based seeding, so results do not depend on the number of threads.
@@ -19,6 +21,7 @@ pub mod abi_hash;
 pub mod config;
 pub mod error;
 pub mod estimator;
+pub mod gradient;
 pub mod loss;
 pub mod noise;
 pub mod plugin;
@@ -34,7 +37,8 @@ pub use ndarray;
 
 pub use config::{Config, Spec};
 pub use error::{ensure_finite, DlmError, Result};
-pub use estimator::{Batch, Diagnostics, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
+pub use estimator::{DlmEstimate, DlmEstimator, Workspace};
+pub use gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator, NoiseKey};
 pub use loss::{Loss, Target};
 pub use noise::{NoiseModel, EULER_GAMMA};
 pub use plugin::{Kind, Registrar, Registry};

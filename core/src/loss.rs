@@ -9,6 +9,13 @@ use ndarray::ArrayViewMutD;
 ///   permutation matrix), or empty when the loss needs none;
 /// * `weights`: per-part weights whose meaning the loss defines (e.g. `x_j^2` for the sorting
 ///   loss, the label-mismatch indicator of each candidate for the k-NN loss).
+///
+/// **True cost vectors** (decision-focused tasks, read by the `spo+` estimator): `weights` is
+/// the example's true cost vector `c`, one entry per part of the structure (the potentials'
+/// length, flat row-major order), so that the true potentials are `theta = -c` (the solver
+/// maximises `<theta, phi(y)>`, i.e. minimises the cost) and `truth` is the active set of an
+/// optimal solution for `c`. A loss used with such targets reads `weights` the same way (e.g.
+/// the regret `<c, phi(y)> - min_w <c, phi(w)>`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Target {
     /// Active set of the true structure.

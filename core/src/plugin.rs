@@ -32,7 +32,7 @@
 //! fingerprint (a 128-bit FNV-1a hash, 32 hex digits, see [`abi_hash`](crate::abi_hash)) from:
 //!
 //! * the source text of the plugin-facing files of `dlm-core`: `structure.rs`, `loss.rs`,
-//!   `noise.rs`, `scorer.rs`, `plugin.rs`, `config.rs`, `error.rs` and `rng.rs`, with comments
+//!   `noise.rs`, `scorer.rs`, `plugin.rs`, `config.rs`, `error.rs`, `rng.rs` and `gradient.rs`, with comments
 //!   (doc comments included) and whitespace removed, so that documentation and formatting
 //!   edits keep the fingerprint;
 //! * the `rustc --version` of the compiler: Rust has no stable ABI, so plugin and host must be
@@ -58,11 +58,13 @@
 //!   [`DlmError::PluginPanic`]: panics cannot unwind across two copies of the Rust runtime,
 //!   so they are caught on the plugin's side. Methods that return plain values rather than a
 //!   `Result` (`name`, `mean`, `variance`, `cdf`, `decode`, `num_params`, `params`, `grads`,
-//!   `zero_grad`, `device`) cannot report an error and must not panic.
+//!   `zero_grad`, `device`, `learns_sigma`, `uses_noise`, `initial_state`) cannot report an
+//!   error and must not panic.
 //! * Loaded libraries are never unloaded: objects from them may outlive the registry.
 
 use crate::config::{Config, Spec};
 use crate::error::{DlmError, Result};
+use crate::gradient::{Batch, Estimate, EstimatorState, GradientEstimator, NoiseKey};
 use crate::loss::{Loss, Target};
 use crate::noise::NoiseModel;
 use crate::rng::DlmRng;
@@ -307,7 +309,7 @@ impl fmt::Display for Origin {
     }
 }
 
-/// The four kinds of component a plugin can register.
+/// The five kinds of component a plugin can register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// A [`StructuredArgmax`].
@@ -318,6 +320,8 @@ pub enum Kind {
     Loss,
     /// A [`Scorer`].
     Scorer,
+    /// A [`GradientEstimator`].
+    Estimator,
 }
 
 impl Kind {
@@ -328,6 +332,7 @@ impl Kind {
             Kind::Noise => "noise",
             Kind::Loss => "loss",
             Kind::Scorer => "scorer",
+            Kind::Estimator => "estimator",
         }
     }
 }
@@ -360,6 +365,7 @@ pub struct Registry {
     noises: BTreeMap<String, Entry<dyn NoiseModel>>,
     losses: BTreeMap<String, Entry<dyn Loss>>,
     scorers: BTreeMap<String, Entry<dyn Scorer>>,
+    estimators: BTreeMap<String, Entry<dyn GradientEstimator>>,
     libraries: Vec<PathBuf>,
 }
 
@@ -535,6 +541,11 @@ impl Registry {
         create(&self.scorers, Kind::Scorer, spec)
     }
 
+    /// Creates the gradient estimator `spec` names (e.g. `dlm:epsilon=-12`, `fy:draws=10`).
+    pub fn estimator(&self, spec: &Spec) -> Result<Box<dyn GradientEstimator>> {
+        create(&self.estimators, Kind::Estimator, spec)
+    }
+
     /// The registered names of one kind.
     pub fn names(&self, kind: Kind) -> Vec<String> {
         match kind {
@@ -542,6 +553,7 @@ impl Registry {
             Kind::Noise => self.noises.keys().cloned().collect(),
             Kind::Loss => self.losses.keys().cloned().collect(),
             Kind::Scorer => self.scorers.keys().cloned().collect(),
+            Kind::Estimator => self.estimators.keys().cloned().collect(),
         }
     }
 
@@ -564,6 +576,7 @@ impl Registry {
         add(&mut out, Kind::Noise, &self.noises);
         add(&mut out, Kind::Loss, &self.losses);
         add(&mut out, Kind::Scorer, &self.scorers);
+        add(&mut out, Kind::Estimator, &self.estimators);
         out
     }
 
@@ -657,6 +670,25 @@ impl Registrar<'_> {
             factory,
         };
         insert(&mut self.registry.scorers, Kind::Scorer, name, entry)
+    }
+
+    /// Registers a gradient estimator under `name`.
+    pub fn estimator<E, F>(&mut self, name: &str, description: &str, factory: F) -> Result<()>
+    where
+        E: GradientEstimator + 'static,
+        F: Fn(&Config) -> Result<E> + Send + Sync + 'static,
+    {
+        let ctx = format!("estimator '{name}'");
+        let factory: Factory<dyn GradientEstimator> = Arc::new(move |c: &Config| {
+            let s = catch_panic(&ctx, || factory(c))?;
+            Ok(Box::new(Guarded(s)) as Box<dyn GradientEstimator>)
+        });
+        let entry = Entry {
+            description: description.into(),
+            origin: self.origin.clone(),
+            factory,
+        };
+        insert(&mut self.registry.estimators, Kind::Estimator, name, entry)
     }
 }
 
@@ -776,6 +808,34 @@ impl<T: Scorer> Scorer for Guarded<T> {
     }
     fn to_device(&mut self, device: &str) -> Result<()> {
         catch_panic("scorer to_device", || self.0.to_device(device))
+    }
+}
+
+impl<T: GradientEstimator> GradientEstimator for Guarded<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn learns_sigma(&self) -> bool {
+        self.0.learns_sigma()
+    }
+    fn uses_noise(&self) -> bool {
+        self.0.uses_noise()
+    }
+    fn initial_state(&self) -> EstimatorState {
+        self.0.initial_state()
+    }
+    fn estimate(
+        &self,
+        state: &mut EstimatorState,
+        structure: &dyn StructuredArgmax,
+        noise: &dyn NoiseModel,
+        loss: &dyn Loss,
+        batch: &Batch<'_>,
+        key: NoiseKey,
+    ) -> Result<Estimate> {
+        catch_panic("estimator estimate", || {
+            self.0.estimate(state, structure, noise, loss, batch, key)
+        })
     }
 }
 

@@ -50,12 +50,17 @@
 //! * [`loss`]: a loss's linear form, or the structure's loss-augmented argmax.
 //! * [`theory`]: the Gumbel-max identities for any Gumbel-family noise at its own scale.
 //! * [`gradient`]: the DLM gradient against finite differences on a small instance.
+//! * [`estimators`]: any [`GradientEstimator`](dlm_core::GradientEstimator) against its
+//!   published formula by brute force, finite differences of its own surrogate loss, or exact
+//!   expectations on a multiclass argmax, with [`Mutant`](estimators::Mutant)s as negative
+//!   controls.
 //! * [`run_kit`] / [`check_all`]: all of them; a [`Report`] of [`Check`] rows.
 //!
 //! Every statistical tolerance comes from the sample size (`z` standard errors), so equal
 //! seeds give equal reports and a failure is either a bug or a `2 exp(-z^2)`-rare fluke.
 
 pub mod conformance;
+pub mod estimators;
 pub mod gradient;
 pub mod loss;
 mod options;
