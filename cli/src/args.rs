@@ -94,6 +94,14 @@ pub struct TrainArgs {
     /// structured gumbel].
     #[arg(long)]
     pub(crate) noise: Option<String>,
+    /// Gradient estimator, any registered one with options: dlm (the default; its eps and
+    /// draws come from --epsilon, --draws, --max-epsilon), fy[:draws=N] (perturbed
+    /// Fenchel-Young), blackbox[:lambda=L] (Vlastelica et al.), imle[:lambda=L,draws=N]
+    /// (Niepert et al.; default noise sum-of-gamma), spo+ (Elmachtoub & Grigas; needs true
+    /// costs, i.e. the shortest-path task). --draws is passed to estimators that take draws.
+    /// Estimators without noise default to --sigma none, I-MLE to fixed:1.
+    #[arg(long)]
+    pub(crate) estimator: Option<String>,
     /// Noise scale: learned (a network), fixed:VALUE, or none (no noise)
     /// [default: sort and structured learned, knn fixed:0.3 (see docs/results.md)].
     #[arg(long)]

@@ -22,6 +22,7 @@ pub fn registry(plugins: &[PathBuf]) -> Result<Registry> {
         "dlm-plugin-shortest-path",
         dlm_plugin_shortest_path::register,
     )?;
+    r.register_builtin("dlm-plugin-estimators", dlm_plugin_estimators::register)?;
     if let Ok(list) = std::env::var("DLM_PLUGIN_PATH") {
         r.load_path_list(&list)?;
     }
@@ -215,4 +216,87 @@ impl Progress {
             self.last = Instant::now();
         }
     }
+}
+
+/// The `--estimator` of a run and the defaults it implies for the other options.
+pub struct EstimatorChoice {
+    /// The estimator to replace DLM with (`None`: DLM from the task's settings).
+    pub estimator: Option<Box<dyn dlm_core::gradient::GradientEstimator>>,
+    /// The spec as given (for the model header and the JSON), `dlm` by default.
+    pub spec: String,
+    /// `--sigma`'s default under this estimator, when it differs from the task's: none for
+    /// estimators without noise, fixed:1 for those that use noise but learn no sigma.
+    pub sigma_default: Option<SigmaChoice>,
+    /// Whether `--noise` defaults to Sum-of-Gamma (I-MLE).
+    pub sum_of_gamma: bool,
+}
+
+impl EstimatorChoice {
+    /// The sigma of a run: `--sigma` if given, else this estimator's default, else the task's.
+    pub fn sigma(&self, given: Option<SigmaChoice>, task_default: SigmaChoice) -> SigmaChoice {
+        given.or(self.sigma_default).unwrap_or(task_default)
+    }
+
+    /// The noise of a run: `--noise` if given, else Sum-of-Gamma with `k` parts for I-MLE,
+    /// else the task's default.
+    pub fn noise(&self, given: Option<&str>, k: usize, task_default: &str) -> String {
+        match given {
+            Some(n) => n.to_string(),
+            None if self.sum_of_gamma => format!("sum-of-gamma:k={}", k.max(1)),
+            None => task_default.to_string(),
+        }
+    }
+}
+
+/// Estimators that take `draws` (so `--draws` is passed to them).
+const DRAWS_ESTIMATORS: [&str; 3] = ["dlm", "fy", "imle"];
+
+/// Creates the estimator of `--estimator` (with `--draws` passed on where it applies).
+pub fn estimator_choice(
+    reg: &Registry,
+    spec: Option<&str>,
+    draws: Option<usize>,
+) -> Result<EstimatorChoice> {
+    let Some(text) = spec else {
+        return Ok(EstimatorChoice {
+            estimator: None,
+            spec: "dlm".into(),
+            sigma_default: None,
+            sum_of_gamma: false,
+        });
+    };
+    let mut parsed: dlm_core::Spec = text.parse()?;
+    if parsed.name == "dlm" && parsed.options.is_empty() {
+        // DLM with the task's settings (--epsilon, --draws, --max-epsilon).
+        return estimator_choice(reg, None, draws);
+    }
+    if let Some(d) = draws {
+        if DRAWS_ESTIMATORS.contains(&parsed.name.as_str()) {
+            if !parsed.options.contains_key("draws") {
+                parsed = parsed.with("draws", d);
+            }
+        } else if reg.names(dlm_core::Kind::Estimator).contains(&parsed.name) {
+            return Err(DlmError::invalid(
+                "--draws",
+                format!(
+                    "estimator '{}' draws no noise samples; remove --draws",
+                    parsed.name
+                ),
+            ));
+        }
+    }
+    let e = reg.estimator(&parsed)?;
+    let sigma_default = if !e.uses_noise() {
+        Some(SigmaChoice::None)
+    } else if !e.learns_sigma() {
+        Some(SigmaChoice::Fixed(1.0))
+    } else {
+        None
+    };
+    Ok(EstimatorChoice {
+        sum_of_gamma: parsed.name == "imle",
+        spec: text.to_string(),
+        estimator: Some(e),
+        sigma_default,
+    })
 }

@@ -106,7 +106,8 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     }
     let checksum = split_checksum(&split);
     let mu_lr = a.mu_lr.unwrap_or(1e-3);
-    let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Fixed(0.3));
+    let est = crate::common::estimator_choice(reg, a.estimator.as_deref(), a.draws)?;
+    let sigma_mode = est.sigma(a.sigma, SigmaChoice::Fixed(0.3));
     let draws = a.draws.unwrap_or(1);
     let sigma_lr = a.sigma_lr.unwrap_or(1e-5);
     let default_cand = if data_name == "cifar10" { 600 } else { 800 };
@@ -117,7 +118,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     let specs = KnnSpecs {
         data: data_name.clone(),
         k,
-        noise: a.noise.clone().unwrap_or_else(|| "gumbel".into()),
+        noise: est.noise(a.noise.as_deref(), k, "gumbel"),
         // Small inputs (digits, 64 pixels): identity-initialised, so training starts from
         // pixel k-NN (dlm_plugin_mlp::init_identity). Large inputs: a 256-64 MLP embedding.
         mu: a.mu.clone().unwrap_or_else(|| {
@@ -151,9 +152,14 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
         seed: a.seed,
     };
     let mut task = build(reg, &specs, settings, split)?;
+    let estimator_spec = est.spec.clone();
+    if let Some(e) = est.estimator {
+        task.model_mut().set_estimator(e)?;
+    }
     let mut header = BTreeMap::new();
     let h = &mut header;
     h.insert("task".into(), "knn".into());
+    h.insert("estimator".into(), estimator_spec.clone());
     h.insert("data".into(), specs.data.clone());
     h.insert("k".into(), specs.k.to_string());
     h.insert("noise".into(), specs.noise.clone());
@@ -203,6 +209,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
             "queries": queries,
             "candidates": candidates,
             "draws": draws,
+            "estimator": estimator_spec,
             "noise": specs.noise,
             "mu": specs.mu,
             "sigma_mode": sigma_mode.to_string(),

@@ -133,6 +133,9 @@ pub(crate) struct Source {
     loss: String,
     /// Whether to report PyEPO's normalized regret (the shortest-path task).
     regret: bool,
+    /// Active parts of a solution, for I-MLE's Sum-of-Gamma noise (`None`: not known, the
+    /// size of the first training example's truth is used).
+    parts: Option<usize>,
 }
 
 /// `dlm train --task structured` (options already checked by [`TrainArgs::check`]).
@@ -190,6 +193,7 @@ pub fn train_structured(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
             structure,
             loss,
             regret: false,
+            parts: None,
         },
     )
 }
@@ -333,6 +337,7 @@ fn path_source(
         structure: format!("grid-edges:rows={},cols={}", train.grid.0, train.grid.1),
         loss: "regret".into(),
         regret: true,
+        parts: Some(train.grid.0 + train.grid.1 - 2),
     })
 }
 
@@ -348,16 +353,19 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
         structure,
         loss,
         regret,
+        parts,
     } = src;
+    let parts = parts.unwrap_or_else(|| data.train.targets.first().map_or(1, |t| t.truth.len()));
     let (n_train, n_test) = (data.train.len(), data.test.len());
     let m: usize = data.shape.iter().product();
     let mu_lr = a.mu_lr.unwrap_or(0.01);
     let sigma_lr = a.sigma_lr.unwrap_or(1e-5);
-    let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Learned);
+    let est = crate::common::estimator_choice(reg, a.estimator.as_deref(), a.draws)?;
+    let sigma_mode = est.sigma(a.sigma, SigmaChoice::Learned);
     let specs = StructuredSpecs {
         structure,
         loss,
-        noise: a.noise.clone().unwrap_or_else(|| "gumbel".into()),
+        noise: est.noise(a.noise.as_deref(), parts, "gumbel"),
         mu: match &a.mu {
             Some(s) => s.clone(),
             None => {
@@ -390,9 +398,14 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
         seed: a.seed,
     };
     let mut task = build(reg, &specs, settings, data)?;
+    let estimator_spec = est.spec.clone();
+    if let Some(e) = est.estimator {
+        task.model_mut().set_estimator(e)?;
+    }
     let mut header = data_header;
     let h = &mut header;
     h.insert("task".into(), task_name.into());
+    h.insert("estimator".into(), estimator_spec.clone());
     h.insert("structure".into(), specs.structure.clone());
     h.insert("loss".into(), specs.loss.clone());
     h.insert("noise".into(), specs.noise.clone());
@@ -455,6 +468,7 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
             "n_test": n_test,
             "batch": task.settings().batch,
             "draws": draws,
+            "estimator": estimator_spec,
             "seed": a.seed,
             "epochs_run": report.epochs_run,
             "stopped_early": report.stopped_early,

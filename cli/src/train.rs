@@ -104,11 +104,9 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     let batch = a.batch.unwrap_or(10);
     let (mu_lr, sigma_lr) = (a.mu_lr.unwrap_or(0.1), a.sigma_lr.unwrap_or(1e-6));
     let (epochs, patience) = (a.epochs.unwrap_or(2000), a.patience.unwrap_or(50));
-    let noise = a
-        .noise
-        .clone()
-        .unwrap_or_else(|| "gumbel:variance=3".into());
-    let sigma_mode = a.sigma.unwrap_or(SigmaChoice::Learned);
+    let est = crate::common::estimator_choice(reg, a.estimator.as_deref(), a.draws)?;
+    let noise = est.noise(a.noise.as_deref(), n, "gumbel:variance=3");
+    let sigma_mode = est.sigma(a.sigma, SigmaChoice::Learned);
     let draws = a.draws.unwrap_or(5);
     let specs = SortSpecs {
         n,
@@ -140,7 +138,12 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
         seed: a.seed,
     };
     let mut task = build_sort(reg, &specs, settings)?;
-    let header = sort_header(&task, &specs, a.seed);
+    let estimator_spec = est.spec.clone();
+    if let Some(e) = est.estimator {
+        task.model_mut().set_estimator(e)?;
+    }
+    let mut header = sort_header(&task, &specs, a.seed);
+    header.insert("estimator".into(), estimator_spec.clone());
     let fit = fit_options(a, epochs, patience);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("train_size".into(), task.settings().train_size.to_string());
@@ -179,6 +182,7 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
             "n": n,
             "batch": batch,
             "draws": draws,
+            "estimator": estimator_spec,
             "noise": noise,
             "loss": specs.loss,
             "sigma_mode": sigma_mode.to_string(),

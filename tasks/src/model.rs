@@ -8,7 +8,8 @@
 
 use crate::model_file::ModelFile;
 use dlm_core::error::{DlmError, Result};
-use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
+use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, EPSILON_STATE};
+use dlm_core::gradient::{EstimatorState, GradientEstimator};
 use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::NoiseModel;
 use dlm_core::scorer::Scorer;
@@ -19,7 +20,9 @@ use std::fmt;
 use std::path::Path;
 
 /// What every task trains: the structure, noise and loss, the `mu` and `sigma` scorers, and the
-/// estimator with its current `eps` (which the zero-direction escape grows across batches).
+/// gradient estimator with its state (for DLM, the current `eps`, which the zero-direction
+/// escape grows across batches). The estimator is DLM unless
+/// [`set_estimator`](PerturbedModel::set_estimator) replaces it.
 pub struct PerturbedModel {
     /// The solver.
     pub structure: Box<dyn StructuredArgmax>,
@@ -31,8 +34,11 @@ pub struct PerturbedModel {
     pub mu: Box<dyn Scorer>,
     /// The noise scale `sigma_v`.
     pub sigma: NoiseScale,
-    estimator: DlmEstimator,
-    ws: Workspace,
+    dlm: DlmEstimator,
+    estimator: Box<dyn GradientEstimator>,
+    state: EstimatorState,
+    /// The `eps` of the last estimate (for estimators that keep none in their state).
+    last_epsilon: f64,
 }
 
 impl fmt::Debug for PerturbedModel {
@@ -43,7 +49,8 @@ impl fmt::Debug for PerturbedModel {
             .field("loss", &self.loss.name())
             .field("mu", &self.mu.name())
             .field("sigma", &self.sigma)
-            .field("estimator", &self.estimator)
+            .field("estimator", &self.estimator.name())
+            .field("state", self.state.values())
             .finish()
     }
 }
@@ -59,30 +66,68 @@ impl PerturbedModel {
         estimator: DlmEstimator,
     ) -> Result<Self> {
         estimator.validate()?;
+        let boxed: Box<dyn GradientEstimator> = Box::new(estimator.clone());
+        let mut state = boxed.initial_state();
+        state.set(EPSILON_STATE, estimator.epsilon);
         Ok(PerturbedModel {
             structure,
             noise,
             loss,
             mu,
             sigma,
-            estimator,
-            ws: Workspace::new(),
+            last_epsilon: estimator.epsilon,
+            dlm: estimator,
+            estimator: boxed,
+            state,
         })
     }
 
-    /// The current `eps`.
+    /// Replaces the DLM estimator by another one (`fy`, `blackbox`, `imle`, `spo+`, or a
+    /// plugin's). Refuses a learned sigma when the estimator gives it no gradient (it would
+    /// never move): use a fixed sigma or none.
+    pub fn set_estimator(&mut self, estimator: Box<dyn GradientEstimator>) -> Result<()> {
+        if matches!(self.sigma, NoiseScale::Learned(_)) && !estimator.learns_sigma() {
+            return Err(DlmError::invalid(
+                "sigma",
+                format!(
+                    "estimator '{}' gives no gradient for a learned noise scale (it would never \
+                     move); use a fixed sigma or none",
+                    estimator.name()
+                ),
+            ));
+        }
+        self.state = estimator.initial_state();
+        self.estimator = estimator;
+        Ok(())
+    }
+
+    /// The name of the gradient estimator.
+    pub fn estimator_name(&self) -> &str {
+        self.estimator.name()
+    }
+
+    /// The estimator's state (named values kept across batches, e.g. DLM's `epsilon`).
+    pub fn estimator_state(&self) -> &EstimatorState {
+        &self.state
+    }
+
+    /// The current `eps`: the estimator's state value, else the `eps` of the last estimate
+    /// (`-lambda` for blackbox and I-MLE, 0 for FY and SPO+).
     pub fn epsilon(&self) -> f64 {
-        self.estimator.epsilon
+        self.state.get(EPSILON_STATE).unwrap_or(self.last_epsilon)
     }
 
     /// Sets the current `eps` (e.g. when resuming a saved model).
     pub fn set_epsilon(&mut self, eps: f64) {
-        self.estimator.epsilon = eps;
+        if self.state.get(EPSILON_STATE).is_some() {
+            self.state.set(EPSILON_STATE, eps);
+        }
+        self.last_epsilon = eps;
     }
 
-    /// The estimator settings (with the current `eps`).
+    /// The DLM settings the model was built with (the initial `eps`, draws, escape).
     pub fn estimator(&self) -> &DlmEstimator {
-        &self.estimator
+        &self.dlm
     }
 
     /// Checks that a learned sigma maps inputs of `input_shape` (`[B, ...]`) to `[B, 1]`.
@@ -114,7 +159,8 @@ impl PerturbedModel {
         }
     }
 
-    /// The DLM estimate for a batch; the `eps` it ends with becomes the current one.
+    /// The estimate for a batch (DLM or the estimator set by `set_estimator`); for DLM, the
+    /// `eps` it ends with becomes the current one.
     pub fn estimate(
         &mut self,
         theta: ArrayViewD<'_, f64>,
@@ -124,7 +170,7 @@ impl PerturbedModel {
         key: NoiseKey,
     ) -> Result<DlmEstimate> {
         let e = self.estimator.estimate(
-            &mut self.ws,
+            &mut self.state,
             self.structure.as_ref(),
             self.noise.as_ref(),
             self.loss.as_ref(),
@@ -136,7 +182,7 @@ impl PerturbedModel {
             },
             key,
         )?;
-        self.estimator.epsilon = e.diagnostics.epsilon;
+        self.last_epsilon = e.diagnostics.epsilon;
         Ok(e)
     }
 
