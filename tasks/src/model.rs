@@ -275,10 +275,12 @@ impl PerturbedModel {
         Ok(())
     }
 
-    /// Writes the weights (`mu`, and `sigma` when learned) and the current `eps` into `m`.
+    /// Writes the weights (`mu`, and `sigma` when learned) and the current DLM `eps` into `m`
+    /// (the DLM settings' `eps` under another estimator, which keeps none: a model file always
+    /// rebuilds a valid DLM estimator).
     pub fn save_into(&self, m: &mut ModelFile) -> Result<()> {
-        m.header
-            .insert("epsilon".into(), self.epsilon().to_string());
+        let eps = self.state.get(EPSILON_STATE).unwrap_or(self.dlm.epsilon);
+        m.header.insert("epsilon".into(), eps.to_string());
         let mut mu = Vec::new();
         self.mu.save(&mut mu)?;
         m.sections.push(("mu".into(), mu));
