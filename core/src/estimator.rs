@@ -305,11 +305,8 @@ impl DlmEstimator {
                 p.aug.resize(m, 0.0);
                 let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
                 noise.sample(&mut rng, &mut p.gamma)?;
-                let s = batch.sigma[b];
                 let th = &theta[b * m..(b + 1) * m];
-                for ((q, &t), &g) in p.pert.iter_mut().zip(th).zip(&p.gamma) {
-                    *q = t + s * g;
-                }
+                crate::predictor::perturb(th, batch.sigma[b], &p.gamma, &mut p.pert)?;
                 let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
                 if linear {
                     let l = &lin[b * m..(b + 1) * m];
