@@ -9,9 +9,11 @@
 //!   (any structure on a supervised data file);
 //! * the [`trainer`]: epochs, early stopping, observers;
 //! * the [`data`] loaders: image data sets (embedded digits, MNIST, Fashion-MNIST, CIFAR-10);
-//! * [`model_file`]s: the validated, atomically written model container.
+//! * [`model_file`]s: the validated, atomically written model container;
+//! * [`io`]: arrays from CSV and `.npy` files, validated before anything is allocated.
 
 pub mod data;
+pub mod io;
 pub mod knn;
 pub mod model;
 pub mod model_file;
