@@ -53,7 +53,12 @@ pub fn claimed_within(
     }
 }
 
-fn claim_message(dims: &[usize], elem_size: usize, claimed: Option<usize>, present: usize) -> String {
+fn claim_message(
+    dims: &[usize],
+    elem_size: usize,
+    claimed: Option<usize>,
+    present: usize,
+) -> String {
     let values = dims
         .iter()
         .try_fold(1u128, |a, &d| a.checked_mul(d as u128));
@@ -113,6 +118,9 @@ mod tests {
     fn flags_are_compared_with_their_limit() {
         at_most("--n", 10, 10, "why").unwrap();
         let e = at_most("--n", 11, 10, "why").unwrap_err().to_string();
-        assert!(e.contains("--n") && e.contains("11") && e.contains("10 (why)"), "{e}");
+        assert!(
+            e.contains("--n") && e.contains("11") && e.contains("10 (why)"),
+            "{e}"
+        );
     }
 }

@@ -444,8 +444,16 @@ mod tests {
             let mut rng = rng_for(seed, Stream::Other, &[s as u64]);
             let mut out = Vec::new();
             let view = t.view().into_dyn();
-            perturb_and_map(&Best, &Gumbel, view, sigma, &mut rng, &mut scratch, &mut out)
-                .unwrap();
+            perturb_and_map(
+                &Best,
+                &Gumbel,
+                view,
+                sigma,
+                &mut rng,
+                &mut scratch,
+                &mut out,
+            )
+            .unwrap();
             total += out.iter().map(|&i| scratch.pert[i]).sum::<f64>();
             *map.entry(out).or_default() += 1;
         }
@@ -531,7 +539,16 @@ mod tests {
                 max_distinct: cap,
                 progress: None,
             };
-            sample_with(&Best, &Gumbel, t.view().into_dyn(), 1.0, samples, 3, options).unwrap()
+            sample_with(
+                &Best,
+                &Gumbel,
+                t.view().into_dyn(),
+                1.0,
+                samples,
+                3,
+                options,
+            )
+            .unwrap()
         });
         assert_eq!(again, s);
     }

@@ -145,7 +145,10 @@ mod tests {
                 assert!(k < 0);
                 let scaled = ldexp(max, k);
                 assert!(scaled * g <= LAP_SAFE, "{max} {n}: {k}");
-                assert!(scaled * g > LAP_SAFE / 16.0, "{max} {n}: {k} shrinks too much");
+                assert!(
+                    scaled * g > LAP_SAFE / 16.0,
+                    "{max} {n}: {k} shrinks too much"
+                );
             }
         }
     }

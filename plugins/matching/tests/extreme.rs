@@ -182,7 +182,10 @@ fn warm_starts_agree_with_cold_solves_at_large_magnitudes() {
         let k = if max_abs(&aug) > 1e300 { -4 } else { 0 };
         let (a, b) = (total(&aug, n, &warm, k), total(&aug, n, &want, k));
         let tol = 8.0 * f64::EPSILON * (n * n) as f64 * ldexp(max_abs(&aug), k);
-        assert!((a - b).abs() <= tol, "round {round}: warm {warm:?} {a:e} vs cold {want:?} {b:e}");
+        assert!(
+            (a - b).abs() <= tol,
+            "round {round}: warm {warm:?} {a:e} vs cold {want:?} {b:e}"
+        );
     }
 }
 
@@ -192,7 +195,11 @@ fn large_matrices_are_rescaled_exactly_and_the_duals_say_so() {
     let mut col = vec![0; 3];
     let theta = [3.0, 1.0, 2.0, 1.0, 3.0, 2.0, 2.0, 1.0, 3.0];
     lapjv::solve_max(&theta, 3, &mut ws, &mut col);
-    assert_eq!(ws.dual_scale_exponent(), 0, "ordinary matrices are used as given");
+    assert_eq!(
+        ws.dual_scale_exponent(),
+        0,
+        "ordinary matrices are used as given"
+    );
     let big: Vec<f64> = theta.iter().map(|v| v * 5e307).collect();
     let mut col_big = vec![0; 3];
     let total = lapjv::solve_max(&big, 3, &mut ws, &mut col_big);
