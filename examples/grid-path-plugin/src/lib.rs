@@ -13,10 +13,10 @@
 //! with `dlm --plugin target/debug/libdlm_example_grid_path.so solve -s grid-path ...`.
 //! See docs/plugin-guide.md, which walks through this file.
 
+use dlm_core::ndarray::{ArrayViewD, ArrayViewMutD};
 use dlm_core::plugin::Registrar;
 use dlm_core::structure::checked_slice;
 use dlm_core::{DlmError, Loss, Result, StructuredArgmax, Target};
-use dlm_core::ndarray::{ArrayViewD, ArrayViewMutD};
 
 /// The grid-path structure.
 #[derive(Debug, Clone, Default)]
