@@ -33,9 +33,13 @@ pub struct Check {
 }
 
 impl Check {
-    /// Whether the deviation is within the tolerance.
+    /// Whether the deviation is within the tolerance (never for a NaN or infinite deviation
+    /// or tolerance, nor for a negative tolerance).
     pub fn pass(&self) -> bool {
-        self.deviation.is_finite() && self.deviation <= self.tolerance
+        self.deviation.is_finite()
+            && self.tolerance.is_finite()
+            && self.tolerance >= 0.0
+            && self.deviation <= self.tolerance
     }
 
     fn worst(name: &str, samples: usize, entries: &[(f64, f64, String)]) -> Check {
@@ -577,5 +581,27 @@ mod tests {
             &[(0.0, 0.0, "exact".into()), (0.1, 0.5, "ok".into())],
         );
         assert!(c.pass(), "{c:?}");
+    }
+
+    #[test]
+    fn nan_or_infinite_checks_never_pass() {
+        let check = |deviation, tolerance| Check {
+            name: "t".into(),
+            deviation,
+            tolerance,
+            samples: 1,
+            detail: String::new(),
+        };
+        assert!(check(0.1, 0.2).pass());
+        for (d, t) in [
+            (f64::NAN, 1.0),
+            (0.0, f64::NAN),
+            (f64::NAN, f64::NAN),
+            (0.0, f64::INFINITY),
+            (f64::INFINITY, f64::INFINITY),
+            (-1.0, -0.5),
+        ] {
+            assert!(!check(d, t).pass(), "{d} {t}");
+        }
     }
 }
