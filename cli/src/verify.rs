@@ -42,6 +42,7 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(reg: &Registry, a: &VerifyArgs) -> Result<ExitCode> {
+    check_args(a)?;
     if a.samples < 1000 {
         return Err(dlm_core::DlmError::invalid(
             "--samples",
@@ -143,4 +144,63 @@ pub fn verify(reg: &Registry, a: &VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Refuses settings under which the checks mean nothing (a table of NaN rows, or rows marked
+/// ok against a zero or negative tolerance), and sizes that would exhaust memory.
+fn check_args(a: &VerifyArgs) -> Result<()> {
+    use dlm_core::limits::at_most;
+    use dlm_core::DlmError;
+    let positive = |name: &str, v: f64, hint: &str| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(DlmError::invalid(name, format!("{v}: {hint}")))
+        }
+    };
+    positive(
+        "--sigma",
+        a.sigma,
+        "the identities are about a positive noise scale; give a finite sigma > 0, e.g. 0.7",
+    )?;
+    positive(
+        "--z",
+        a.z,
+        "the tolerance in standard errors must be finite and > 0, e.g. 5",
+    )?;
+    positive(
+        "--epsilon",
+        a.epsilon,
+        "|eps| of the DLM checks must be finite and > 0, e.g. 0.1",
+    )?;
+    if a.classes < 2 {
+        return Err(DlmError::invalid(
+            "--classes",
+            "the argmax identities need at least 2 classes",
+        ));
+    }
+    at_most(
+        "--classes",
+        a.classes,
+        100_000,
+        "every check holds per-class counts and gradients",
+    )?;
+    if a.matching_n == 0 {
+        return Err(DlmError::invalid("--matching-n", "must be at least 1"));
+    }
+    at_most(
+        "--matching-n",
+        a.matching_n,
+        64,
+        "the Monte Carlo check solves one n x n matching per draw and chunk",
+    )?;
+    let per_draw = a.classes.max(a.matching_n * a.matching_n) + 4;
+    at_most(
+        "--samples",
+        a.samples,
+        (1 << 28) / per_draw,
+        &format!(
+            "the checks keep max(--classes, --matching-n^2) + 4 = {per_draw} values per draw, 2 GiB at the limit"
+        ),
+    )
 }
