@@ -45,8 +45,26 @@ pub fn check_train(a: &TrainArgs) -> Result<()> {
             "a batch's inputs, potentials and gradients are held in memory together",
         )?;
     }
-    if a.task == TaskKind::Sort {
-        check_sort(a)?;
+    match a.task {
+        TaskKind::Sort => check_sort(a)?,
+        TaskKind::Knn => {
+            // The task's defaults when a flag is not given (candidates are at most what the
+            // data allows, so this bound is conservative).
+            let (q, c, d) = (
+                a.queries.unwrap_or(100),
+                a.candidates.unwrap_or(800),
+                a.draws.unwrap_or(1),
+            );
+            at_most(
+                "--queries x --candidates x --draws",
+                q.saturating_mul(c).saturating_mul(d),
+                MAX_VALUES,
+                &format!(
+                    "one training step holds queries x candidates perturbed distances per draw, at most {MAX_VALUES} (2 GiB)"
+                ),
+            )?;
+        }
+        TaskKind::Structured => {}
     }
     Ok(())
 }
