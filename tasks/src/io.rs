@@ -525,15 +525,18 @@ pub fn read_npy(path: &Path) -> Result<ArrayD<f64>> {
             "truncated header: it ends at byte {end}, the file holds {len} bytes"
         )));
     }
+    // The first read may have taken data bytes already (a header shorter than two bytes).
     (&mut file)
-        .take((end - head.len()) as u64)
+        .take(end.saturating_sub(head.len()) as u64)
         .read_to_end(&mut head)
         .map_err(io)?;
     let h = parse_npy_header(&head, path)?;
     let present = usize::try_from(len - end as u64).unwrap_or(usize::MAX);
     let bytes = claimed_exactly(&h.shape, h.elem, present).map_err(claim_error(path))?;
     let mut data = Vec::with_capacity(bytes);
-    file.take(bytes as u64).read_to_end(&mut data).map_err(io)?;
+    data.extend_from_slice(&head[end.min(head.len())..]);
+    let rest = bytes.saturating_sub(data.len());
+    file.take(rest as u64).read_to_end(&mut data).map_err(io)?;
     if data.len() != bytes {
         return Err(bad(format!(
             "the file shrank while it was read: {} of {bytes} data bytes",
