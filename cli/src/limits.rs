@@ -60,7 +60,7 @@ pub fn check_train(a: &TrainArgs) -> Result<()> {
                 q.saturating_mul(c).saturating_mul(d),
                 MAX_VALUES,
                 &format!(
-                    "one training step holds queries x candidates perturbed distances per draw, at most {MAX_VALUES} (2 GiB)"
+                    "one training step holds queries x candidates perturbed distances per draw, at most {MAX_VALUES} in all, 2 GiB"
                 ),
             )?;
         }

@@ -59,6 +59,9 @@ fn claim_message(
     claimed: Option<usize>,
     present: usize,
 ) -> String {
+    if let ([bytes], 1) = (dims, elem_size) {
+        return format!("the header claims {bytes} bytes, the file holds {present}");
+    }
     let values = dims
         .iter()
         .try_fold(1u128, |a, &d| a.checked_mul(d as u128));
@@ -108,6 +111,8 @@ mod tests {
         let e = claimed_exactly(&[usize::MAX / 4], 8, 0).unwrap_err();
         assert!(e.contains("more bytes than any allocation"), "{e}");
         assert_eq!(claimed_within(&[4], 1, 10), Ok(4));
+        let e = claimed_within(&[11], 1, 10).unwrap_err();
+        assert_eq!(e, "the header claims 11 bytes, the file holds 10");
         assert!(claimed_within(&[11], 1, 10).is_err());
         assert_eq!(checked_bytes(&[], 8), Some(8));
         assert_eq!(checked_bytes(&[0, usize::MAX], 8), Some(0));

@@ -149,7 +149,7 @@ impl ModelFile {
             let blen = usize::try_from(blen).unwrap_or(usize::MAX);
             claimed_within(&[blen], 1, rest.len()).map_err(|m| {
                 bad(&format!(
-                    "section '{name}': {m} after its header; the file is truncated or corrupt"
+                    "section '{name}': {m} bytes after the section header; the file is truncated or corrupt"
                 ))
             })?;
             sections.push((
@@ -227,7 +227,9 @@ mod tests {
         huge[at..at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
         let e = ModelFile::from_bytes(&huge, p).unwrap_err().to_string();
         assert!(
-            e.contains("section 'mu'") && e.contains("the file holds 3 bytes"),
+            e.contains(
+                "section 'mu': the header claims 1152921504606846976 bytes, the file holds 3 bytes"
+            ),
             "{e}"
         );
     }
