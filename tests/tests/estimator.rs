@@ -200,7 +200,12 @@ fn bad_input_is_refused_with_clear_errors() {
         draws: 1 << 24,
         ..est.clone()
     };
-    let err = run(&theta, &sigma, &Hamming, &many).unwrap_err().to_string();
-    assert!(err.contains("batch x draws x potentials per example"), "{err}");
+    let err = run(&theta, &sigma, &Hamming, &many)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("batch x draws x potentials per example"),
+        "{err}"
+    );
     assert!(err.contains("above the limit of 268435456"), "{err}");
 }

@@ -66,7 +66,7 @@ pub fn max_abs(values: &[f64]) -> f64 {
 /// `limit`: 0 when it is there already (so that ordinary inputs are used exactly as given),
 /// otherwise the largest `k` that does it.
 pub fn shrink_exponent(max_abs: f64, growth: f64, limit: f64) -> i32 {
-    if !(max_abs * growth > limit) {
+    if max_abs * growth <= limit || max_abs.is_nan() {
         return 0;
     }
     // Work with exponents: max_abs * growth may itself overflow.
