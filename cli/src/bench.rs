@@ -81,6 +81,12 @@ struct LapFilesArgs {
     json: bool,
 }
 
+/// Largest matrix size of `dlm bench matching`.
+const MAX_BENCH_N: usize = 1024;
+
+/// Longest vector of `dlm bench topk`.
+const MAX_BENCH_M: usize = 1 << 18;
+
 fn check_timing(seconds: f64, threads: &[usize]) -> Result<()> {
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
         return Err(DlmError::invalid(
@@ -175,6 +181,12 @@ fn bench_matching(reg: &Registry, a: &MatchingArgs) -> Result<ExitCode> {
             if n == 0 {
                 return Err(DlmError::invalid("--n", "sizes must be at least 1"));
             }
+            dlm_core::limits::at_most(
+                "--n",
+                n,
+                MAX_BENCH_N,
+                "the benchmark holds at least 96 random n x n matrices, 800 MB at n = 1024",
+            )?;
             let single = problems(32, &[n, n], a.seed, n as u64);
             let us = time_single(s.as_ref(), &single, a.seconds)?;
             // At least ~100 us of work per batch even for tiny n, so that the fork/join cost
@@ -213,6 +225,12 @@ fn bench_topk(reg: &Registry, a: &TopkArgs) -> Result<ExitCode> {
     let s = reg.structure(&Spec::named("topk").with("k", a.k))?;
     let mut rows = Vec::new();
     for &m in &ms {
+        dlm_core::limits::at_most(
+            "--m",
+            m,
+            MAX_BENCH_M,
+            "the benchmark holds 288 random vectors of length m, 600 MB at the limit",
+        )?;
         let single = problems(32, &[m], 0, m as u64);
         let us = time_single(s.as_ref(), &single, a.seconds)?;
         let batch = problems(256, &[m], 0, 7000 + m as u64);

@@ -2,11 +2,12 @@
 //! progress, output checks, JSON output.
 
 use dlm_core::{DlmError, Registry, Result};
+use dlm_tasks::io::CsvHeader;
 use dlm_tasks::trainer::EpochRecord;
 use dlm_tasks::{NoiseScale, SigmaChoice};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray::{ArrayD, IxDyn};
-use std::io::IsTerminal;
+use ndarray::ArrayD;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -42,89 +43,74 @@ pub fn sigma_model(reg: &Registry, mode: SigmaChoice, spec: &str) -> Result<Nois
 }
 
 /// Reads an array from a `.npy` file (f64 or f32, any rank) or a CSV file (numbers, one row
-/// per line, optional header line; a single row or column becomes 1-d).
+/// per line, `[rows, columns]`; a header line only if it looks like one), see
+/// [`dlm_tasks::io`].
 pub fn read_array(path: &Path) -> Result<ArrayD<f64>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "npy" => read_npy(path),
-        "csv" | "txt" => read_csv(path),
-        _ => Err(DlmError::invalid(
-            "input file",
-            format!("{}: use a .npy or .csv file", path.display()),
-        )),
+    dlm_tasks::io::read_array(path, CsvHeader::Auto)
+}
+
+/// How standard output is named in errors about writing it.
+pub const STDOUT: &str = "<stdout>";
+
+/// An error writing standard output.
+pub fn stdout_error(e: std::io::Error) -> DlmError {
+    DlmError::io("writing", STDOUT, e)
+}
+
+/// Whether `e` says that the reader of standard output went away (a closed pipe, as in
+/// `dlm plugins | head -1`): the command then ends quietly with exit code 141, the code of a
+/// process ended by SIGPIPE, so that a pipeline under `set -o pipefail` still sees that the
+/// output was cut short.
+pub fn is_closed_stdout(e: &DlmError) -> bool {
+    matches!(e, DlmError::Io { path, source, .. }
+        if path.as_os_str() == STDOUT && source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Exit code of a command whose standard output was closed by its reader.
+pub const CLOSED_STDOUT_EXIT: u8 = 141;
+
+/// Buffered standard output whose errors are reported, never a panic: write with
+/// `write!`/`writeln!` (mapping errors with [`stdout_error`]) and end with [`Out::finish`],
+/// which flushes and reports a full disk or a closed pipe.
+pub struct Out(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+/// Standard output, see [`Out`].
+pub fn out() -> Out {
+    Out(std::io::BufWriter::new(std::io::stdout().lock()))
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
-fn read_npy(path: &Path) -> Result<ArrayD<f64>> {
-    use ndarray_npy::ReadNpyExt;
-    let open = || std::fs::File::open(path).map_err(|e| DlmError::io("reading", path, e));
-    match ArrayD::<f64>::read_npy(open()?) {
-        Ok(a) => Ok(a),
-        Err(e64) => match ArrayD::<f32>::read_npy(open()?) {
-            Ok(a) => Ok(a.mapv(f64::from)),
-            Err(_) => Err(DlmError::format(
-                ".npy array",
-                path,
-                format!("{e64} (expected a float64 or float32 array)"),
-            )),
-        },
+impl Out {
+    /// Flushes everything written, reporting any error ([`stdout_error`]).
+    pub fn finish(mut self) -> Result<()> {
+        self.0.flush().map_err(stdout_error)
     }
 }
 
-fn read_csv(path: &Path) -> Result<ArrayD<f64>> {
-    let text = std::fs::read_to_string(path).map_err(|e| DlmError::io("reading", path, e))?;
-    let mut rows: Vec<Vec<f64>> = Vec::new();
-    for (lineno, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let parsed: std::result::Result<Vec<f64>, _> = line
-            .split([',', ';', '\t'])
-            .map(|f| f.trim().parse::<f64>())
-            .collect();
-        match parsed {
-            Ok(r) => rows.push(r),
-            Err(_) if rows.is_empty() && lineno == 0 => continue, // header
-            Err(_) => {
-                return Err(DlmError::format(
-                    "CSV file",
-                    path,
-                    format!("line {}: '{line}' is not a list of numbers", lineno + 1),
-                ))
-            }
-        }
+/// Writes `text` and a newline to standard output and flushes it.
+pub fn write_stdout(text: &str) -> Result<()> {
+    let mut o = out();
+    writeln!(o, "{text}").map_err(stdout_error)?;
+    o.finish()
+}
+
+/// Ends the process after a failed write to standard output: quietly with exit code
+/// [`CLOSED_STDOUT_EXIT`] when the reader went away, otherwise with the error on stderr and
+/// exit code 2.
+fn exit_after_stdout_error(e: DlmError) -> ! {
+    if is_closed_stdout(&e) {
+        std::process::exit(CLOSED_STDOUT_EXIT.into());
     }
-    if rows.is_empty() {
-        return Err(DlmError::Empty {
-            what: format!("CSV file {}", path.display()),
-            hint: "write one row of comma-separated numbers per line".into(),
-        });
-    }
-    let w = rows[0].len();
-    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != w) {
-        return Err(DlmError::format(
-            "CSV file",
-            path,
-            format!(
-                "row {} has {} values but the first row has {w}",
-                i + 1,
-                r.len()
-            ),
-        ));
-    }
-    let h = rows.len();
-    let flat: Vec<f64> = rows.into_iter().flatten().collect();
-    let shape: Vec<usize> = if h == 1 || w == 1 {
-        vec![h * w]
-    } else {
-        vec![h, w]
-    };
-    Ok(ArrayD::from_shape_vec(IxDyn(&shape), flat).expect("sizes checked"))
+    eprintln!("error: {e}");
+    std::process::exit(2)
 }
 
 /// Parses a comma-separated list of numbers.
@@ -138,9 +124,14 @@ pub fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
         .collect()
 }
 
-/// Prints a JSON value on stdout.
+/// Prints a JSON value on stdout. It is the last thing a command does, so a failure to write
+/// (a closed pipe, a full disk) ends the process here (see [`exit_after_stdout_error`])
+/// rather than panicking; commands that write more use [`out`] and return the error.
 pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+    let text = serde_json::to_string_pretty(v).expect("serialisable");
+    if let Err(e) = write_stdout(&text) {
+        exit_after_stdout_error(e);
+    }
 }
 
 /// A JSON number that stays valid for non-finite values (null).

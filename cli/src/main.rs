@@ -7,6 +7,7 @@ mod bench;
 mod common;
 mod knn;
 mod outputs;
+mod limits;
 mod plot;
 mod run;
 mod signals;
@@ -88,6 +89,8 @@ fn main() -> ExitCode {
     // without a cross-thread hand-off per batch (measured: 300 -> see docs/results.md).
     match pool.install(|| run(&cli.plugins, cli.command)) {
         Ok(code) => code,
+        // The reader of stdout went away (`dlm plugins | head -1`): end quietly.
+        Err(e) if common::is_closed_stdout(&e) => ExitCode::from(common::CLOSED_STDOUT_EXIT),
         Err(e) => {
             eprintln!("error: {e}{}", cli_hint(&e));
             ExitCode::from(2)
@@ -115,7 +118,10 @@ fn run(plugins: &[PathBuf], command: Command) -> dlm_core::Result<ExitCode> {
         Command::Solve(a) => solve::solve(&reg, &a),
         Command::Sample(a) => solve::sample(&reg, &a),
         Command::Verify(a) => verify::verify(&reg, &a),
-        Command::Train(a) => train::train(&reg, &a),
+        Command::Train(a) => {
+            limits::check_train(&a)?;
+            train::train(&reg, &a)
+        }
         Command::Eval(a) => train::eval(&reg, &a),
         Command::Bench(a) => bench::bench(&reg, &a),
     }

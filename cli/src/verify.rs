@@ -96,7 +96,28 @@ fn validate(a: &VerifyArgs) -> Result<()> {
     if a.matching_n == 0 {
         return Err(DlmError::invalid("--matching-n", "must be at least 1"));
     }
-    Ok(())
+    use dlm_core::limits::at_most;
+    at_most(
+        "--classes",
+        a.classes,
+        100_000,
+        "every check holds per-class counts and gradients",
+    )?;
+    at_most(
+        "--matching-n",
+        a.matching_n,
+        64,
+        "the Monte Carlo check solves one n x n matching per draw and chunk",
+    )?;
+    let per_draw = a.classes.max(a.matching_n * a.matching_n) + 4;
+    at_most(
+        "--samples",
+        a.samples,
+        (1 << 28) / per_draw,
+        &format!(
+            "the checks keep max(--classes, --matching-n^2) + 4 = {per_draw} values per draw, 2 GiB at the limit"
+        ),
+    )
 }
 
 fn options(a: &VerifyArgs) -> KitOptions {

@@ -147,10 +147,11 @@ fn bad_input_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let nan = dir.path().join("nan.csv");
     std::fs::write(&nan, "1,2\nNaN,0\n").unwrap();
-    assert!(err_text(&["solve", "-i", nan.to_str().unwrap()]).contains("non-finite"));
+    assert!(err_text(&["solve", "-i", nan.to_str().unwrap()])
+        .contains("line 2, column 1: 'NaN' is not a finite number"));
     let ragged = dir.path().join("r.csv");
     std::fs::write(&ragged, "1,2\n3\n").unwrap();
-    assert!(err_text(&["solve", "-i", ragged.to_str().unwrap()]).contains("row 2"));
+    assert!(err_text(&["solve", "-i", ragged.to_str().unwrap()]).contains("line 2 has 1 values"));
     let rect = dir.path().join("rect.csv");
     std::fs::write(&rect, "1,2,3\n4,5,6\n").unwrap();
     assert!(err_text(&["solve", "-i", rect.to_str().unwrap()]).contains("[n, n]"));

@@ -32,6 +32,10 @@ use crate::structure::StructuredArgmax;
 use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
 
+/// Most `batch x draws x potentials` one estimate may work on (2^28: each of its three
+/// per-draw vectors then takes 2 GiB), checked before anything is allocated for the step.
+pub const MAX_STEP_VALUES: usize = 1 << 28;
+
 /// Settings of the estimator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DlmEstimator {
@@ -217,6 +221,14 @@ impl DlmEstimator {
                 ),
             ));
         }
+        // Every (example, draw) pair keeps its noise, perturbed and augmented potentials.
+        crate::limits::at_most(
+            "batch x draws x potentials per example",
+            b_count.saturating_mul(self.draws).saturating_mul(m),
+            MAX_STEP_VALUES,
+            "one step keeps the noise, perturbed and loss-augmented potentials of every \
+             example and draw, 6 GiB at the limit; use a smaller batch or fewer draws",
+        )?;
         let theta_std = batch.theta.as_standard_layout();
         let theta = theta_std.as_slice().expect("standard layout");
         ensure_finite("potentials", theta)?;
@@ -269,11 +281,8 @@ impl DlmEstimator {
                 p.aug.resize(m, 0.0);
                 let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
                 noise.sample(&mut rng, &mut p.gamma)?;
-                let s = batch.sigma[b];
                 let th = &theta[b * m..(b + 1) * m];
-                for ((q, &t), &g) in p.pert.iter_mut().zip(th).zip(&p.gamma) {
-                    *q = t + s * g;
-                }
+                crate::predictor::perturb(th, batch.sigma[b], &p.gamma, &mut p.pert)?;
                 let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
                 if linear {
                     let l = &lin[b * m..(b + 1) * m];

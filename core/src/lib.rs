@@ -10,6 +10,7 @@
 //!   [`EstimatorState`]).
 //! * [`estimator`]: the DLM gradient estimator with learned noise scale (two solver calls per
 //!   draw, zero-direction escape, counter-based seeding, parallel batches).
+//! * [`limits`]: sizes from file headers and flags checked before they size an allocation.
 //! * [`rng`]: counter-based seeding, so results do not depend on the number of threads.
 //! * [`abi_hash`]: the ABI fingerprint that decides whether a plugin library may be loaded.
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod estimator;
 pub mod gradient;
+pub mod limits;
 pub mod loss;
 pub mod noise;
 pub mod plugin;
@@ -42,7 +44,9 @@ pub use gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimat
 pub use loss::{Loss, Target};
 pub use noise::{NoiseModel, EULER_GAMMA};
 pub use plugin::{Kind, Registrar, Registry};
-pub use predictor::{perturb_and_map, sample, SampleSummary, Scratch};
+pub use predictor::{
+    perturb, perturb_and_map, sample, sample_with, SampleOptions, SampleSummary, Scratch,
+};
 pub use rng::DlmRng;
 pub use scorer::Scorer;
 pub use structure::{score, write_phi, StructuredArgmax};

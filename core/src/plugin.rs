@@ -434,20 +434,38 @@ impl Registry {
     /// whose declaration has another layout) is refused before any of its code runs, with a
     /// message naming both sides' fingerprints, `dlm-core` versions and `rustc` versions. A
     /// different `dlm-core` version alone is not a reason to refuse.
+    ///
+    /// `path` is a file path, never a name for the system loader to search: a relative path
+    /// (even a bare `libfoo.so`) is taken relative to the current directory. A path that does
+    /// not exist is reported with its absolute form; a directory is refused (directories
+    /// belong in [`load_path_list`](Registry::load_path_list), i.e. `DLM_PLUGIN_PATH`).
     pub fn load_library(&mut self, path: &Path) -> Result<()> {
         let err = |message: String| DlmError::Plugin {
             path: path.to_path_buf(),
             message,
         };
-        if !path.is_file() {
-            return Err(err(
-                "no such file; pass the path of a built plugin (e.g. target/release/libdlm_plugin_x.so)"
-                    .into(),
-            ));
+        // The library is loaded from this absolute path: a bare file name handed to the system
+        // loader would be looked up on its search path instead of in the current directory
+        // (and could load another library of that name).
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        match std::fs::metadata(path) {
+            Err(_) => {
+                return Err(err(format!(
+                    "no such file: {}; pass the path of a built plugin (e.g. target/release/libdlm_plugin_x.so)",
+                    absolute.display()
+                )))
+            }
+            Ok(m) if m.is_dir() => {
+                return Err(err(format!(
+                    "{} is a directory, not a plugin library; pass the library file (lib<name>.so), or list the directory in DLM_PLUGIN_PATH to load every lib*.so in it",
+                    absolute.display()
+                )))
+            }
+            Ok(_) => {}
         }
         // SAFETY: loading a library runs its initialisers; a dlm plugin has none beyond what
         // Rust emits. This is the documented risk of loading native plugins.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        let lib = unsafe { libloading::Library::new(&absolute) }.map_err(|e| {
             let detail = std::error::Error::source(&e)
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();

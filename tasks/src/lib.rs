@@ -11,10 +11,12 @@
 //! * the [`data`] loaders: image data sets (embedded digits, MNIST, Fashion-MNIST, CIFAR-10);
 //! * [`model_file`]s: the validated, atomically written model container;
 //! * [`checkpoint`]s (resumable training) and clean [`interrupt`]s.
+//! * [`io`]: arrays from CSV and `.npy` files, validated before anything is allocated.
 
 pub mod checkpoint;
 pub mod data;
 pub mod interrupt;
+pub mod io;
 pub mod knn;
 pub mod model;
 pub mod model_file;

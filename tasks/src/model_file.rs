@@ -9,6 +9,7 @@
 //! interrupt (SIGINT, SIGTERM) never leaves the temporary file behind ([`crate::interrupt`]).
 
 use dlm_core::error::{DlmError, Result};
+use dlm_core::limits::claimed_within;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -83,49 +84,81 @@ impl ModelFile {
     /// Parses bytes read from `path`, validating every length.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let bad = |m: &str| DlmError::format("model file", path, m.to_string());
-        let mut pos = 0usize;
-        let mut take = |n: usize| -> Result<&[u8]> {
-            let end = pos
-                .checked_add(n)
-                .filter(|&e| e <= bytes.len())
-                .ok_or_else(|| bad("truncated"))?;
-            let s = &bytes[pos..end];
-            pos = end;
-            Ok(s)
-        };
-        if take(8)? != MAGIC {
+        let mut rest: &[u8] = bytes;
+        fn split<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (s, r) = rest.split_at_checked(n)?;
+            *rest = r;
+            Some(s)
+        }
+        let rest = &mut rest;
+        if split(rest, 8).ok_or_else(|| bad("truncated"))? != MAGIC {
             return Err(bad(
                 "not a dlm model (bad magic); pass a file written by dlm train --save",
             ));
         }
-        let version = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+        let version = u32::from_le_bytes(
+            split(rest, 4)
+                .ok_or_else(|| bad("truncated"))?
+                .try_into()
+                .expect("4 bytes"),
+        );
         if version != VERSION {
             return Err(bad(&format!(
                 "format version {version}, this dlm reads version {VERSION}"
             )));
         }
-        let hlen = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-        let header_text =
-            std::str::from_utf8(take(hlen)?).map_err(|_| bad("header is not UTF-8"))?;
+        let hlen = u32::from_le_bytes(
+            split(rest, 4)
+                .ok_or_else(|| bad("truncated"))?
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
+        let header_text = std::str::from_utf8(split(rest, hlen).ok_or_else(|| bad("truncated"))?)
+            .map_err(|_| bad("header is not UTF-8"))?;
         let mut header = BTreeMap::new();
         for line in header_text.lines().filter(|l| !l.is_empty()) {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| bad("header line without '='"))?;
-            header.insert(k.to_string(), v.to_string());
+            if header.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(bad(&format!("header key '{k}' appears twice")));
+            }
         }
-        let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+        let count = u32::from_le_bytes(
+            split(rest, 4)
+                .ok_or_else(|| bad("truncated"))?
+                .try_into()
+                .expect("4 bytes"),
+        );
         let mut sections = Vec::new();
         for _ in 0..count {
-            let nlen = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-            let name = std::str::from_utf8(take(nlen)?)
+            let nlen = u32::from_le_bytes(
+                split(rest, 4)
+                    .ok_or_else(|| bad("truncated"))?
+                    .try_into()
+                    .expect("4 bytes"),
+            ) as usize;
+            let name = std::str::from_utf8(split(rest, nlen).ok_or_else(|| bad("truncated"))?)
                 .map_err(|_| bad("section name is not UTF-8"))?
                 .to_string();
-            let blen = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-            let blen = usize::try_from(blen).map_err(|_| bad("section too large"))?;
-            sections.push((name, take(blen)?.to_vec()));
+            let blen = u64::from_le_bytes(
+                split(rest, 8)
+                    .ok_or_else(|| bad("truncated"))?
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+            let blen = usize::try_from(blen).unwrap_or(usize::MAX);
+            claimed_within(&[blen], 1, rest.len()).map_err(|m| {
+                bad(&format!(
+                    "section '{name}': {m} bytes after the section header; the file is truncated or corrupt"
+                ))
+            })?;
+            sections.push((
+                name,
+                split(rest, blen).ok_or_else(|| bad("truncated"))?.to_vec(),
+            ));
         }
-        if pos != bytes.len() {
+        if !rest.is_empty() {
             return Err(bad("trailing bytes after the last section"));
         }
         Ok(ModelFile { header, sections })
@@ -193,5 +226,16 @@ mod tests {
         let mut extra = b.clone();
         extra.push(0);
         assert!(ModelFile::from_bytes(&extra, p).is_err());
+        // A section claiming more bytes than the file holds is refused before allocating.
+        let mut huge = b.clone();
+        let at = b.len() - 3 - 8;
+        huge[at..at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        let e = ModelFile::from_bytes(&huge, p).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "section 'mu': the header claims 1152921504606846976 bytes, the file holds 3 bytes"
+            ),
+            "{e}"
+        );
     }
 }

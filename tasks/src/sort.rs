@@ -17,6 +17,16 @@ use dlm_core::rng::{open01, rng_for, shuffle, Stream};
 use dlm_core::structure::StructuredArgmax;
 use ndarray::{Array2, ArrayView2, Axis, Ix3};
 
+/// Longest sequence the sorting task accepts, checked before anything is allocated.
+pub const MAX_N: usize = 10_000;
+
+/// Why [`MAX_N`] is the limit.
+pub const MAX_N_REASON: &str = "every sequence needs n x n potentials, 800 MB at n = 10000, \
+                                and an O(n^3) matching per noise draw";
+
+/// Most numbers drawn at once for a training or test set (`size * n`, 2 GiB of `f64`).
+pub const MAX_VALUES: usize = 1 << 28;
+
 /// Settings of the sorting task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SortSettings {
@@ -197,6 +207,7 @@ impl SortTask {
                 "sequences need at least 2 numbers",
             ));
         }
+        dlm_core::limits::at_most("--n", n, MAX_N, MAX_N_REASON)?;
         if settings.batch == 0 {
             return Err(DlmError::invalid("--batch", "must be at least 1"));
         }
@@ -293,6 +304,12 @@ impl SortTask {
             ));
         }
         let n = self.settings.n;
+        dlm_core::limits::at_most(
+            "--test-size",
+            count,
+            MAX_VALUES / n.max(1),
+            &format!("the test sequences are drawn at once: test size x n <= {MAX_VALUES} numbers, 2 GiB"),
+        )?;
         let x = uniform_sequences(count, n, lo, hi, seed, Stream::TestData, 0);
         let mut wrong = 0usize;
         let mut any = 0usize;

@@ -867,4 +867,27 @@ mod tests {
         assert!((fit.scale - 1.0).abs() < 1e-12);
         assert!(fit.mean().abs() < 1e-12);
     }
+
+    #[test]
+    fn nan_or_infinite_checks_never_pass() {
+        let check = |deviation, tolerance| Check {
+            name: "t".into(),
+            deviation,
+            tolerance,
+            samples: 1,
+            detail: String::new(),
+            skipped: None,
+        };
+        assert!(check(0.1, 0.2).pass());
+        for (d, t) in [
+            (f64::NAN, 1.0),
+            (0.0, f64::NAN),
+            (f64::NAN, f64::NAN),
+            (0.0, f64::INFINITY),
+            (f64::INFINITY, f64::INFINITY),
+            (-1.0, -0.5),
+        ] {
+            assert!(!check(d, t).pass(), "{d} {t}");
+        }
+    }
 }

@@ -194,4 +194,18 @@ fn bad_input_is_refused_with_clear_errors() {
         run(&wrong, &sigma, &Hamming, &est).unwrap_err(),
         DlmError::ShapeMismatch { .. }
     ));
+    // 2 examples x 2^24 draws x 9 potentials: refused before the step allocates 6 GiB.
+    theta[[1, 2, 2]] = 0.0;
+    let many = DlmEstimator {
+        draws: 1 << 24,
+        ..est.clone()
+    };
+    let err = run(&theta, &sigma, &Hamming, &many)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("batch x draws x potentials per example"),
+        "{err}"
+    );
+    assert!(err.contains("above the limit of 268435456"), "{err}");
 }

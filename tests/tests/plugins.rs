@@ -137,7 +137,33 @@ fn non_plugins_and_missing_files_are_refused_clearly() {
     let err = reg
         .load_library(Path::new("/nonexistent/libx.so"))
         .unwrap_err();
-    assert!(err.to_string().contains("no such file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no such file: /nonexistent/libx.so"),
+        "{err}"
+    );
+    // A relative path that does not exist is named in full, not looked up by the loader.
+    let err = reg
+        .load_library(Path::new("no-such-dir/libx.so"))
+        .unwrap_err()
+        .to_string();
+    let cwd = std::env::current_dir().unwrap();
+    assert!(
+        err.contains(&format!(
+            "no such file: {}",
+            cwd.join("no-such-dir/libx.so").display()
+        )),
+        "{err}"
+    );
+    // A directory is not a library.
+    let err = reg
+        .load_library(&std::env::temp_dir())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is a directory") && err.contains("DLM_PLUGIN_PATH"),
+        "{err}"
+    );
     // A real shared library that is not a dlm plugin.
     let not_plugin = Path::new("/lib/x86_64-linux-gnu/libm.so.6");
     if not_plugin.exists() {

@@ -32,9 +32,14 @@
 //! tolerance. Integer-valued inputs (below 2^53) are solved exactly; otherwise, as in any
 //! floating-point LAP solver, rounding in the dual updates can only matter for
 //! assignments whose totals differ by a few ulps. The returned total is summed from the
-//! chosen input entries. Entries must be finite and not so large that sums of `n`
-//! differences overflow (`|theta| <= 1e300` is fine). Deterministic: the output depends
+//! chosen input entries (so it is infinite when that sum overflows `f64`). Entries must be
+//! finite; any finite magnitude works: a matrix whose entries are so large that sums of `n`
+//! differences could overflow (`max|theta| * n (2n + 4) > 2^1000`) is first multiplied by a
+//! power of two ([`crate::scale`]), which is exact except for entries that become subnormal,
+//! negligible next to the largest ones. Deterministic: the output depends
 //! only on the input (and, for warm starts, on the workspace contents), not on the CPU.
+
+use crate::scale;
 
 const NONE: usize = usize::MAX;
 
@@ -96,6 +101,10 @@ pub struct LapWorkspace {
     sfree: Vec<usize>,
     /// Warm start: try the row-dual candidate first (it won last time).
     warm_rows_first: bool,
+    /// The last solve worked on `theta * 2^scale_exp` (0 unless the entries were large).
+    scale_exp: i32,
+    /// The scaled copy of the matrix, when `scale_exp != 0`.
+    scaled: Vec<f64>,
 }
 
 impl LapWorkspace {
@@ -118,6 +127,13 @@ impl LapWorkspace {
     /// `r[i] = theta[i][col_of_row[i]] - w[col_of_row[i]]`.
     pub fn row_duals(&self) -> &[f64] {
         &self.r[..self.n]
+    }
+
+    /// The exponent `k` of the power of two the last solve multiplied the matrix by (0 unless
+    /// its entries were too large to solve as given, see [`crate::scale`]): the duals are
+    /// those of `theta * 2^k`.
+    pub fn dual_scale_exponent(&self) -> i32 {
+        self.scale_exp
     }
 
     fn prepare(&mut self, n: usize) {
@@ -164,11 +180,42 @@ pub fn solve_max(theta: &[f64], n: usize, ws: &mut LapWorkspace, col_of_row: &mu
     // solve_max_warm depends only on the two matrices, not on what this thread solved earlier
     // (results must not depend on how work is spread over threads).
     ws.warm_rows_first = false;
+    ws.scale_exp = 0;
     if n == 1 {
         return finish_one(theta, ws, col_of_row);
     }
-    dispatch(theta, n, ws, false);
-    finish(theta, n, ws, col_of_row)
+    ws.scale_exp = scale_for(theta, n);
+    solve_scaled(theta, n, ws, col_of_row, false)
+}
+
+/// The exponent of the power of two that brings `theta` into the solver's safe range (0 for
+/// ordinary matrices, see [`crate::scale`]).
+fn scale_for(theta: &[f64], n: usize) -> i32 {
+    scale::shrink_exponent(scale::max_abs(theta), scale::lap_growth(n), scale::LAP_SAFE)
+}
+
+/// Runs the phases on `theta`, or on `theta * 2^k` (kept in `ws.scaled`) when its entries are
+/// so large that the solver's sums could overflow (`ws.scale_exp` must already be `k`), and
+/// writes the result; the returned total is summed from `theta` itself.
+fn solve_scaled(
+    theta: &[f64],
+    n: usize,
+    ws: &mut LapWorkspace,
+    col_of_row: &mut [usize],
+    warm: bool,
+) -> f64 {
+    let k = ws.scale_exp;
+    if k == 0 {
+        dispatch(theta, n, ws, warm);
+        return finish(theta, theta, n, ws, col_of_row);
+    }
+    let mut scaled = std::mem::take(&mut ws.scaled);
+    scaled.clear();
+    scaled.extend(theta.iter().map(|&v| scale::ldexp(v, k)));
+    dispatch(&scaled, n, ws, warm);
+    let total = finish(&scaled, theta, n, ws, col_of_row);
+    ws.scaled = scaled;
+    total
 }
 
 /// Warm start: solve `theta_new` (n x n) reusing the column duals left in `ws` by a previous
@@ -195,16 +242,17 @@ pub fn solve_max_warm(
     ws: &mut LapWorkspace,
     col_of_row: &mut [usize],
 ) -> f64 {
-    if ws.n != n || n == 1 {
+    if ws.n != n || n == 1 || theta_new.len() != n * n {
         return solve_max(theta_new, n, ws, col_of_row);
     }
-    assert!(
-        theta_new.len() == n * n && col_of_row.len() >= n,
-        "solve_max_warm: bad dimensions"
-    );
+    // The duals in `ws` belong to the matrix scaled by 2^ws.scale_exp: warm-start only from
+    // duals on the same scale.
+    if scale_for(theta_new, n) != ws.scale_exp {
+        return solve_max(theta_new, n, ws, col_of_row);
+    }
+    assert!(col_of_row.len() >= n, "solve_max_warm: bad dimensions");
     ws.n = 0;
-    dispatch(theta_new, n, ws, true);
-    finish(theta_new, n, ws, col_of_row)
+    solve_scaled(theta_new, n, ws, col_of_row, true)
 }
 
 fn finish_one(theta: &[f64], ws: &mut LapWorkspace, col_of_row: &mut [usize]) -> f64 {
@@ -217,14 +265,21 @@ fn finish_one(theta: &[f64], ws: &mut LapWorkspace, col_of_row: &mut [usize]) ->
     theta[0]
 }
 
-fn finish(theta: &[f64], n: usize, ws: &mut LapWorkspace, col_of_row: &mut [usize]) -> f64 {
+/// Writes the assignment and the row duals (of `solved`, the matrix the phases ran on) and
+/// returns the total of the chosen entries of `theta` (the caller's matrix).
+fn finish(
+    solved: &[f64],
+    theta: &[f64],
+    n: usize,
+    ws: &mut LapWorkspace,
+    col_of_row: &mut [usize],
+) -> f64 {
     let mut total = 0.0;
     for i in 0..n {
         let j = ws.x[i];
-        let v = theta[i * n + j];
         col_of_row[i] = j;
-        total += v;
-        ws.r[i] = v - ws.w[j];
+        total += theta[i * n + j];
+        ws.r[i] = solved[i * n + j] - ws.w[j];
     }
     ws.n = n;
     total

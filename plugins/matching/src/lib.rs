@@ -11,9 +11,14 @@
 //!   it warm-starts the loss-augmented solve from the plain solve's dual variables
 //!   (`warm=true`, the default; measured in [`Matching::new`]).
 //! * `km`: `pathfinding::kuhn_munkres`, the reference. It needs integer weights: potentials are
-//!   scaled by `2^s / (n * max|theta|)` with `s = 50` and rounded, so its optimal total is exact
-//!   to within `n^2 * max|theta| * 2^-51`; assignments whose totals differ by less than that may
-//!   be confused.
+//!   multiplied by a power of two that brings `max|theta|` to just below `2^49 / n` and
+//!   rounded, so its optimal total is exact to within `n^2 * max|theta| * 2^-48`; assignments
+//!   whose totals differ by less than that may be confused.
+//!
+//! Both work over the whole finite range of `f64` (potentials up to `f64::MAX` in magnitude,
+//! and tiny or subnormal ones): large matrices are rescaled by an exact power of two first
+//! ([`scale`]). The optimum is the permutation of largest total in exact arithmetic, even
+//! when that total overflows `f64` (`score` is then infinite).
 //!
 //! Losses registered here:
 //! * `hamming`: `l = sum_i w_i [y_i != t_i]` (`w_i = 1` unless the target gives weights);
@@ -30,6 +35,7 @@
 //! [`argmax_loss_augmented`]: dlm_core::StructuredArgmax::argmax_loss_augmented
 
 pub mod lapjv;
+pub mod scale;
 pub mod zero_one;
 
 use dlm_core::plugin::Registrar;
@@ -93,14 +99,16 @@ impl Matching {
 }
 
 /// Solves with Kuhn–Munkres on integer-scaled potentials; returns `col_of_row`.
+///
+/// The potentials are multiplied by the power of two [`scale::km_exponent`] chooses (the
+/// largest becomes an integer below `2^49 / n`, whatever its magnitude, from subnormal to
+/// `f64::MAX`, with no overflow or underflow in the scale itself) and rounded.
 pub fn kuhn_munkres_max(theta: &[f64], n: usize) -> Vec<usize> {
-    let max_abs = theta.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
-    let scale = if max_abs > 0.0 {
-        2f64.powi(50) / (n as f64 * max_abs)
-    } else {
-        1.0
-    };
-    let data: Vec<i64> = theta.iter().map(|&v| (v * scale).round() as i64).collect();
+    let k = scale::km_exponent(scale::max_abs(theta), n);
+    let data: Vec<i64> = theta
+        .iter()
+        .map(|&v| scale::ldexp(v, k).round() as i64)
+        .collect();
     let m = Matrix::from_vec(n, n, data).expect("n*n entries");
     pathfinding::kuhn_munkres::kuhn_munkres(&m).1
 }

@@ -9,6 +9,7 @@
 //! ([`best_other_than`]).
 
 use crate::lapjv::{self, LapWorkspace};
+use crate::scale;
 use dlm_core::{DlmError, Result};
 
 /// Reusable buffers of [`best_other_than`] (a copy of the potentials and the LAP solver's
@@ -83,8 +84,9 @@ fn finite_score(score: f64) -> Result<f64> {
 /// (or `-1` for an all-zero matrix), so that every permutation using it scores at least
 /// `2 * range + max|theta|` below every permutation avoiding it, a margin far above the
 /// rounding of the solver. Matrices large enough for these values or the solver's dual sums
-/// to approach overflow are first multiplied by a power of two (exact, except for entries
-/// that become subnormal, which are negligible next to the largest ones).
+/// to approach overflow are first multiplied by a power of two ([`scale::shrink_exponent`];
+/// exact, except for entries that become subnormal, which are negligible next to the largest
+/// ones).
 ///
 /// Ties: among permutations of equal score, the one found for the lowest row `i`, with
 /// lapjv's own deterministic tie rule within a solve. The result depends only on the inputs,
@@ -121,17 +123,17 @@ pub fn best_other_than(
         hi = hi.max(v);
     }
     let big = lo.abs().max(hi.abs());
-    let growth = n as f64 * (2.0 * n as f64 + 4.0);
-    let mut scale = 1.0;
-    while big * scale * growth > SAFE_MAGNITUDE {
-        scale *= 2f64.powi(-64);
-    }
-    let (lo, hi, big) = (lo * scale, hi * scale, big * scale);
+    let k = scale::shrink_exponent(big, scale::lap_growth(n), SAFE_MAGNITUDE);
+    let (lo, hi, big) = (
+        scale::ldexp(lo, k),
+        scale::ldexp(hi, k),
+        scale::ldexp(big, k),
+    );
     let gap = (n as f64 + 1.0) * (hi - lo) + big;
     let forbidden = if gap > 0.0 { lo - gap } else { -1.0 };
 
     ws.theta.clear();
-    ws.theta.extend(theta.iter().map(|&v| v * scale));
+    ws.theta.extend(theta.iter().map(|&v| scale::ldexp(v, k)));
     ws.col.clear();
     ws.col.resize(n, 0);
     let mut best: Option<f64> = None;

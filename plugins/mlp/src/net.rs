@@ -21,6 +21,10 @@ use ndarray::{Array, Array1, Array2, ArrayD, ArrayViewD, Dimension, IxDyn, Zip};
 /// Magic header of the binary serialisation produced by [`Mlp::to_bytes`].
 pub const MAGIC: &[u8; 8] = b"DLMMLP01";
 
+/// Most parameters a network may have (2^27, 1 GiB per copy of the parameters), checked
+/// before anything is allocated, whether the sizes come from options or a weights file.
+pub const MAX_PARAMS: usize = 1 << 27;
+
 /// Softplus switches to the identity above this input (PyTorch default, beta 1).
 const SOFTPLUS_THRESHOLD: f64 = 20.0;
 
@@ -387,9 +391,13 @@ fn validate_sizes(sizes: &[usize]) -> Result<usize, String> {
     }
     let n = count_params(sizes)
         .ok_or_else(|| format!("Mlp sizes {sizes:?}: parameter count overflows"))?;
-    // Also keep the byte size of one parameter vector representable.
-    n.checked_mul(8)
-        .ok_or_else(|| format!("Mlp sizes {sizes:?}: parameter count overflows"))?;
+    if n > MAX_PARAMS {
+        return Err(format!(
+            "Mlp sizes {sizes:?}: {n} parameters, above the limit of {MAX_PARAMS} (each copy of \
+             the parameters takes 8 bytes per parameter and training keeps four: parameters, \
+             gradients and two optimizer states, so 4 GiB at the limit)"
+        ));
+    }
     Ok(n)
 }
 
@@ -1509,5 +1517,17 @@ mod tests {
             (p[0] - 3.0).abs() < 1e-2 && (p[1] + 1.0).abs() < 1e-2,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn networks_above_the_parameter_limit_are_refused_before_allocating() {
+        let opt = Optimizer::adam(1e-3);
+        let a = Activation::Relu;
+        let e = Mlp::new(&[1, 32, 100_000_000], a, a, opt, 0).unwrap_err();
+        assert!(e.contains("above the limit of 134217728"), "{e}");
+        let e = Mlp::new(&[usize::MAX, 2], a, a, opt, 0).unwrap_err();
+        assert!(e.contains("overflows"), "{e}");
+        // Just at the limit the sizes are accepted (not built here: 1 GiB).
+        assert_eq!(validate_sizes(&[MAX_PARAMS / 2 - 1, 2]), Ok(MAX_PARAMS));
     }
 }

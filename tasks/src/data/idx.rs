@@ -192,6 +192,10 @@ fn read_idx_u8(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
     };
     let bad = |message: String| DlmError::format(what, path, message);
     let file = File::open(path).map_err(|e| DlmError::io("opening", path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| DlmError::io("reading", path, e))?
+        .len();
     let mut raw = BufReader::new(file);
     let mut head = [0u8; 2];
     let got = read_full(&mut raw, &mut head).map_err(|e| DlmError::io("reading", path, e))?;
@@ -265,7 +269,11 @@ fn read_idx_u8(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
         })?;
     let header = 4 * (1 + ndims);
 
-    let mut data = Vec::with_capacity(expected.min(1 << 26));
+    // Reserve what the header claims only as far as the file can hold it (a plain file holds
+    // at most its length; a gzip stream is reserved for as it decompresses), so that a header
+    // claiming more than is there costs no memory before the shortfall is found.
+    let reserve = if gzip { 0 } else { file_len };
+    let mut data = Vec::with_capacity(expected.min(usize::try_from(reserve).unwrap_or(0)));
     (&mut reader)
         .take(expected as u64)
         .read_to_end(&mut data)
