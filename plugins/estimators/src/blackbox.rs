@@ -1,11 +1,10 @@
 //! Blackbox differentiation of combinatorial solvers by interpolation (Vlastelica, Paulus,
 //! Musil, Martius & Rolinek 2020, *Differentiation of Blackbox Combinatorial Solvers*).
 
-use crate::common::{check_lambda, lambda_option, linear_forms};
+use crate::common::{add_difference, check_lambda, lambda_option, linear_forms, solve_each, Flat};
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
 use dlm_core::{Config, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
-use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
-use rayon::prelude::*;
+use ndarray::Array1;
 
 /// Blackbox interpolation, registered as `blackbox` (option `lambda`, default 10).
 ///
@@ -90,58 +89,43 @@ impl GradientEstimator for Blackbox {
         _key: NoiseKey,
     ) -> Result<Estimate> {
         self.validate()?;
-        let inner = batch.check(structure)?;
-        let m: usize = inner.iter().product();
-        let b_count = batch.targets.len();
-        let theta_std = batch.theta.as_standard_layout();
-        let theta = theta_std.as_slice().expect("standard layout");
+        let flat = Flat::new(batch, structure)?;
+        let b_count = flat.b_count;
         let scratch = state.scratch::<Scratch>();
-        linear_forms("blackbox", loss, batch.targets, &inner, &mut scratch.lin)?;
-        if scratch.examples.len() < b_count {
-            scratch.examples.resize_with(b_count, Example::default);
-        }
+        linear_forms(
+            "blackbox",
+            loss,
+            batch.targets,
+            &flat.inner,
+            &mut scratch.lin,
+        )?;
         let lin = &scratch.lin;
-        let examples = &mut scratch.examples[..b_count];
         let lambda = self.lambda;
-        examples
-            .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(b, e)| -> Result<()> {
-                let th = &theta[b * m..(b + 1) * m];
-                let l = &lin[b * m..(b + 1) * m];
-                e.shifted.clear();
-                e.shifted
-                    .extend(th.iter().zip(l).map(|(&t, &li)| t - lambda * li));
-                let plain = ArrayViewD::from_shape(IxDyn(&inner), th).expect("shape");
-                let shifted = ArrayViewD::from_shape(IxDyn(&inner), &e.shifted[..]).expect("shape");
-                structure.argmax_pair(plain, shifted, &mut e.y, &mut e.y_lambda)?;
-                e.loss = loss.value(&batch.targets[b], &inner, &e.y)?;
-                Ok(())
-            })?;
+        let examples = solve_each(&mut scratch.examples, b_count, 1, |b, e| {
+            let th = flat.theta(b);
+            e.shifted.clear();
+            e.shifted.extend(
+                th.iter()
+                    .zip(flat.row(lin, b))
+                    .map(|(&t, &li)| t - lambda * li),
+            );
+            let (plain, shifted) = (flat.view(th), flat.view(&e.shifted));
+            structure.argmax_pair(plain, shifted, &mut e.y, &mut e.y_lambda)?;
+            e.loss = loss.value(&batch.targets[b], &flat.inner, &e.y)?;
+            Ok(())
+        })?;
 
-        let mut full_shape = vec![b_count];
-        full_shape.extend_from_slice(&inner);
-        let mut grad_theta = ArrayD::<f64>::zeros(IxDyn(&full_shape));
+        // grad = w (phi(y_lambda) - phi(y)), w = 1 / eps = -1 / lambda: g -= phi(y_lambda) /
+        // lambda, then g += phi(y) / lambda (DLM's order at eps = -lambda).
         let mut loss_out = Array1::<f64>::zeros(b_count);
-        let gt = grad_theta
-            .as_slice_mut()
-            .expect("fresh array is contiguous");
-        let w = 1.0 / lambda;
+        let w = -(1.0 / lambda);
         let mut zero_directions = 0;
-        for (b, e) in examples.iter().enumerate() {
+        let grad_theta = flat.reduce(examples, 1, |b, e, g| {
             loss_out[b] = e.loss;
-            if e.y == e.y_lambda {
+            if !add_difference(g, &e.y_lambda, &e.y, w) {
                 zero_directions += 1;
-                continue;
             }
-            let g = &mut gt[b * m..(b + 1) * m];
-            for &i in &e.y_lambda {
-                g[i] -= w;
-            }
-            for &i in &e.y {
-                g[i] += w;
-            }
-        }
+        });
         Ok(Estimate {
             grad_theta,
             grad_sigma: Array1::zeros(b_count),

@@ -1,12 +1,10 @@
 //! The perturbed Fenchel-Young loss (Berthet et al. 2020, *Learning with Differentiable
 //! Perturbed Optimizers*).
 
-use crate::common::{check_draws, check_truths, draws_option};
+use crate::common::{check_draws, check_truths, draws_option, solve_each, Draw, Flat};
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
-use dlm_core::rng::noise_rng;
 use dlm_core::{Config, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
-use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
-use rayon::prelude::*;
+use ndarray::Array1;
 
 /// The perturbed Fenchel-Young loss, registered as `fy` (option `draws`, default 5).
 ///
@@ -63,8 +61,7 @@ impl FenchelYoung {
 
 #[derive(Debug, Default, Clone)]
 struct Pair {
-    gamma: Vec<f64>,
-    pert: Vec<f64>,
+    draw: Draw,
     y: Vec<usize>,
     loss: f64,
 }
@@ -99,66 +96,41 @@ impl GradientEstimator for FenchelYoung {
         key: NoiseKey,
     ) -> Result<Estimate> {
         self.validate()?;
-        let inner = batch.check(structure)?;
-        let m: usize = inner.iter().product();
-        let b_count = batch.targets.len();
+        let flat = Flat::new(batch, structure)?;
+        let (m, b_count) = (flat.m, flat.b_count);
         check_truths("fy", batch.targets, m)?;
-        let theta_std = batch.theta.as_standard_layout();
-        let theta = theta_std.as_slice().expect("standard layout");
 
         let draws = self.draws;
         let n_pairs = b_count * draws;
         let scratch = state.scratch::<Scratch>();
-        if scratch.pairs.len() < n_pairs {
-            scratch.pairs.resize_with(n_pairs, Pair::default);
-        }
-        let pairs = &mut scratch.pairs[..n_pairs];
-        pairs
-            .par_iter_mut()
-            .enumerate()
-            .with_min_len(4)
-            .try_for_each(|(k, p)| -> Result<()> {
-                let (b, d) = (k / draws, k % draws);
-                p.gamma.resize(m, 0.0);
-                p.pert.resize(m, 0.0);
-                let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
-                noise.sample(&mut rng, &mut p.gamma)?;
-                let s = batch.sigma[b];
-                let th = &theta[b * m..(b + 1) * m];
-                for ((q, &t), &g) in p.pert.iter_mut().zip(th).zip(&p.gamma) {
-                    *q = t + s * g;
-                }
-                let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
-                structure.argmax(pert, &mut p.y)?;
-                p.loss = loss.value(&batch.targets[b], &inner, &p.y)?;
-                Ok(())
-            })?;
+        let pairs = solve_each(&mut scratch.pairs, n_pairs, 4, |k, p| {
+            let (b, d) = (k / draws, k % draws);
+            p.draw.sample(&flat, noise, key, b, d)?;
+            structure.argmax(flat.view(&p.draw.pert), &mut p.y)?;
+            p.loss = loss.value(&batch.targets[b], &flat.inner, &p.y)?;
+            Ok(())
+        })?;
 
         // Reduce in a fixed order.
-        let mut full_shape = vec![b_count];
-        full_shape.extend_from_slice(&inner);
-        let mut grad_theta = ArrayD::<f64>::zeros(IxDyn(&full_shape));
         let mut grad_sigma = Array1::<f64>::zeros(b_count);
         let mut loss_mean = Array1::<f64>::zeros(b_count);
-        let gt = grad_theta
-            .as_slice_mut()
-            .expect("fresh array is contiguous");
         let w = 1.0 / draws as f64;
         let mut zero_directions = 0;
-        for (k, p) in pairs.iter().enumerate() {
-            let b = k / draws;
+        let mut grad_theta = flat.reduce(pairs, draws, |b, p, g| {
             loss_mean[b] += p.loss * w;
-            let g = &mut gt[b * m..(b + 1) * m];
             let mut dot = 0.0;
             for &i in &p.y {
                 g[i] += w;
-                dot += p.gamma[i];
+                dot += p.draw.gamma[i];
             }
             grad_sigma[b] += dot * w;
             if p.y == batch.targets[b].truth {
                 zero_directions += 1;
             }
-        }
+        });
+        let gt = grad_theta
+            .as_slice_mut()
+            .expect("fresh array is contiguous");
         for (b, t) in batch.targets.iter().enumerate() {
             let g = &mut gt[b * m..(b + 1) * m];
             for &i in &t.truth {

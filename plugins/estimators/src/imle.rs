@@ -1,12 +1,13 @@
 //! Implicit maximum-likelihood estimation (Niepert, Minervini & Franceschi 2021, *Implicit
 //! MLE: Backpropagating Through Discrete Exponential Family Distributions*).
 
-use crate::common::{check_draws, check_lambda, draws_option, lambda_option, linear_forms};
+use crate::common::{
+    add_difference, check_draws, check_lambda, draws_option, lambda_option, linear_forms,
+    solve_each, Draw, Flat,
+};
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
-use dlm_core::rng::noise_rng;
 use dlm_core::{Config, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
-use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
-use rayon::prelude::*;
+use ndarray::Array1;
 
 /// I-MLE with the perturb-and-MAP target distribution, registered as `imle` (options
 /// `lambda`, default 10, and `draws`, default 1).
@@ -73,8 +74,7 @@ impl Imle {
 
 #[derive(Debug, Default, Clone)]
 struct Pair {
-    gamma: Vec<f64>,
-    pert: Vec<f64>,
+    draw: Draw,
     target: Vec<f64>,
     z: Vec<usize>,
     z_target: Vec<usize>,
@@ -111,77 +111,41 @@ impl GradientEstimator for Imle {
         key: NoiseKey,
     ) -> Result<Estimate> {
         self.validate()?;
-        let inner = batch.check(structure)?;
-        let m: usize = inner.iter().product();
-        let b_count = batch.targets.len();
-        let theta_std = batch.theta.as_standard_layout();
-        let theta = theta_std.as_slice().expect("standard layout");
+        let flat = Flat::new(batch, structure)?;
+        let (m, b_count) = (flat.m, flat.b_count);
         let scratch = state.scratch::<Scratch>();
-        linear_forms("imle", loss, batch.targets, &inner, &mut scratch.lin)?;
+        linear_forms("imle", loss, batch.targets, &flat.inner, &mut scratch.lin)?;
 
         let draws = self.draws;
         let n_pairs = b_count * draws;
-        if scratch.pairs.len() < n_pairs {
-            scratch.pairs.resize_with(n_pairs, Pair::default);
-        }
         let lin = &scratch.lin;
-        let pairs = &mut scratch.pairs[..n_pairs];
         // Written as DLM's `pert + eps * L` with `eps = -lambda` (the same floating-point
         // operations, so the two agree bit for bit).
         let eps = -self.lambda;
-        pairs
-            .par_iter_mut()
-            .enumerate()
-            .with_min_len(4)
-            .try_for_each(|(k, p)| -> Result<()> {
-                let (b, d) = (k / draws, k % draws);
-                p.gamma.resize(m, 0.0);
-                p.pert.resize(m, 0.0);
-                p.target.resize(m, 0.0);
-                let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
-                noise.sample(&mut rng, &mut p.gamma)?;
-                let s = batch.sigma[b];
-                let th = &theta[b * m..(b + 1) * m];
-                for ((q, &t), &g) in p.pert.iter_mut().zip(th).zip(&p.gamma) {
-                    *q = t + s * g;
-                }
-                let l = &lin[b * m..(b + 1) * m];
-                for ((a, &q), &li) in p.target.iter_mut().zip(&p.pert).zip(l) {
-                    *a = q + eps * li;
-                }
-                let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
-                let target = ArrayViewD::from_shape(IxDyn(&inner), &p.target[..]).expect("shape");
-                structure.argmax_pair(pert, target, &mut p.z, &mut p.z_target)?;
-                p.loss = loss.value(&batch.targets[b], &inner, &p.z)?;
-                Ok(())
-            })?;
+        let pairs = solve_each(&mut scratch.pairs, n_pairs, 4, |k, p| {
+            let (b, d) = (k / draws, k % draws);
+            p.draw.sample(&flat, noise, key, b, d)?;
+            p.target.resize(m, 0.0);
+            for ((a, &q), &li) in p.target.iter_mut().zip(&p.draw.pert).zip(flat.row(lin, b)) {
+                *a = q + eps * li;
+            }
+            let (pert, target) = (flat.view(&p.draw.pert), flat.view(&p.target));
+            structure.argmax_pair(pert, target, &mut p.z, &mut p.z_target)?;
+            p.loss = loss.value(&batch.targets[b], &flat.inner, &p.z)?;
+            Ok(())
+        })?;
 
         // Reduce in a fixed order: g -= phi(z') / lambda, then g += phi(z) / lambda (DLM's
         // order at eps = -lambda).
-        let mut full_shape = vec![b_count];
-        full_shape.extend_from_slice(&inner);
-        let mut grad_theta = ArrayD::<f64>::zeros(IxDyn(&full_shape));
         let mut loss_mean = Array1::<f64>::zeros(b_count);
-        let gt = grad_theta
-            .as_slice_mut()
-            .expect("fresh array is contiguous");
         let w = 1.0 / (eps * draws as f64); // = -1 / (lambda draws)
         let mut zero_directions = 0;
-        for (k, p) in pairs.iter().enumerate() {
-            let b = k / draws;
+        let grad_theta = flat.reduce(pairs, draws, |b, p, g| {
             loss_mean[b] += p.loss / draws as f64;
-            if p.z == p.z_target {
+            if !add_difference(g, &p.z_target, &p.z, w) {
                 zero_directions += 1;
-                continue;
             }
-            let g = &mut gt[b * m..(b + 1) * m];
-            for &i in &p.z_target {
-                g[i] += w;
-            }
-            for &i in &p.z {
-                g[i] -= w;
-            }
-        }
+        });
         Ok(Estimate {
             grad_theta,
             grad_sigma: Array1::zeros(b_count),

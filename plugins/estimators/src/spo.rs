@@ -1,9 +1,9 @@
 //! The SPO+ loss (Elmachtoub & Grigas 2022, *Smart "Predict, then Optimize"*).
 
+use crate::common::{add_difference, solve_each, Flat};
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
 use dlm_core::{Config, DlmError, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
-use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
-use rayon::prelude::*;
+use ndarray::Array1;
 
 /// The SPO+ surrogate for tasks with true cost vectors, registered as `spo+` (no options).
 ///
@@ -59,10 +59,6 @@ struct Scratch {
     examples: Vec<Example>,
 }
 
-fn view<'a>(shape: &[usize], v: &'a [f64]) -> ArrayViewD<'a, f64> {
-    ArrayViewD::from_shape(IxDyn(shape), v).expect("shape")
-}
-
 impl GradientEstimator for SpoPlus {
     fn name(&self) -> &str {
         "spo+"
@@ -85,9 +81,8 @@ impl GradientEstimator for SpoPlus {
         batch: &Batch<'_>,
         _key: NoiseKey,
     ) -> Result<Estimate> {
-        let inner = batch.check(structure)?;
-        let m: usize = inner.iter().product();
-        let b_count = batch.targets.len();
+        let flat = Flat::new(batch, structure)?;
+        let (m, b_count, inner) = (flat.m, flat.b_count, &flat.inner);
         for (b, t) in batch.targets.iter().enumerate() {
             if t.weights.len() != m {
                 return Err(DlmError::invalid(
@@ -101,53 +96,30 @@ impl GradientEstimator for SpoPlus {
             }
             dlm_core::ensure_finite(&format!("true costs (weights) of example {b}"), &t.weights)?;
         }
-        let theta_std = batch.theta.as_standard_layout();
-        let theta_hat = theta_std.as_slice().expect("standard layout");
         let scratch = state.scratch::<Scratch>();
-        if scratch.examples.len() < b_count {
-            scratch.examples.resize_with(b_count, Example::default);
-        }
-        let examples = &mut scratch.examples[..b_count];
-        examples
-            .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(b, e)| -> Result<()> {
-                let th = &theta_hat[b * m..(b + 1) * m];
-                let c = &batch.targets[b].weights;
-                e.truth.clear();
-                e.truth.extend(c.iter().map(|&v| -v));
-                e.tilde.clear();
-                e.tilde
-                    .extend(th.iter().zip(c).map(|(&t, &ci)| 2.0 * t + ci));
-                structure.argmax(view(&inner, &e.truth), &mut e.w_star)?;
-                structure.argmax(view(&inner, &e.tilde), &mut e.w_tilde)?;
-                structure.argmax(view(&inner, th), &mut e.predicted)?;
-                e.loss = loss.value(&batch.targets[b], &inner, &e.predicted)?;
-                Ok(())
-            })?;
+        let examples = solve_each(&mut scratch.examples, b_count, 1, |b, e| {
+            let th = flat.theta(b);
+            let c = &batch.targets[b].weights;
+            e.truth.clear();
+            e.truth.extend(c.iter().map(|&v| -v));
+            e.tilde.clear();
+            e.tilde
+                .extend(th.iter().zip(c).map(|(&t, &ci)| 2.0 * t + ci));
+            structure.argmax(flat.view(&e.truth), &mut e.w_star)?;
+            structure.argmax(flat.view(&e.tilde), &mut e.w_tilde)?;
+            structure.argmax(flat.view(th), &mut e.predicted)?;
+            e.loss = loss.value(&batch.targets[b], inner, &e.predicted)?;
+            Ok(())
+        })?;
 
-        let mut full_shape = vec![b_count];
-        full_shape.extend_from_slice(&inner);
-        let mut grad_theta = ArrayD::<f64>::zeros(IxDyn(&full_shape));
         let mut loss_out = Array1::<f64>::zeros(b_count);
-        let gt = grad_theta
-            .as_slice_mut()
-            .expect("fresh array is contiguous");
         let mut zero_directions = 0;
-        for (b, e) in examples.iter().enumerate() {
+        let grad_theta = flat.reduce(examples, 1, |b, e, g| {
             loss_out[b] = e.loss;
-            if e.w_star == e.w_tilde {
+            if !add_difference(g, &e.w_tilde, &e.w_star, 2.0) {
                 zero_directions += 1;
-                continue;
             }
-            let g = &mut gt[b * m..(b + 1) * m];
-            for &i in &e.w_tilde {
-                g[i] += 2.0;
-            }
-            for &i in &e.w_star {
-                g[i] -= 2.0;
-            }
-        }
+        });
         Ok(Estimate {
             grad_theta,
             grad_sigma: Array1::zeros(b_count),
