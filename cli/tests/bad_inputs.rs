@@ -5,8 +5,10 @@
 //! table. With `DLM_UPDATE_DOCS=1` the test rewrites the document; otherwise it fails when the
 //! committed document differs from what it would write, so the table stays true.
 
+mod common;
+use common::grid_path_plugin;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,8 +82,8 @@ struct Outcome {
 }
 
 fn dlm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dlm"));
-    c.env_remove("DLM_PLUGIN_PATH").env("DLM_THREADS", "2");
+    let mut c = common::dlm_command(&[]);
+    c.env("DLM_THREADS", "2");
     c
 }
 
@@ -125,26 +127,6 @@ fn run(dir: &Path, args: &[String], sink: Sink) -> Outcome {
         stdout,
         stderr,
     }
-}
-
-/// The plugin library of examples/grid-path-plugin, built for this test's profile.
-fn grid_path_plugin() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_dlm"));
-    let dir = exe.parent().expect("target dir").to_path_buf();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--manifest-path"])
-        .arg(&manifest)
-        .args(["-p", "dlm-example-grid-path"]);
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "building the example plugin"
-    );
-    dir.join("libdlm_example_grid_path.so")
 }
 
 fn npy(shape: &str, values: &[f64]) -> Vec<u8> {

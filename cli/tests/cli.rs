@@ -1,72 +1,17 @@
 //! End-to-end tests of the `dlm` binary.
 
+mod common;
+use common::{build_libraries, dlm, err_text, ok_json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-fn dlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlm"))
-        .args(args)
-        .env_remove("DLM_PLUGIN_PATH")
-        .output()
-        .expect("run dlm")
-}
 
 /// Builds the example and fixture plugins once (same profile and target dir as this test) and
 /// returns the path of `lib<name>.so`.
 fn plugin(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        // target/<profile>/deps/<test> -> target/<profile>
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .args([
-                "-p",
-                "dlm-example-grid-path",
-                "-p",
-                "dlm-fixture-broken-plugin",
-            ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo build").success(),
-            "building the plugin libraries failed"
-        );
-        dir
-    });
+    let dir = DIR
+        .get_or_init(|| build_libraries(&["dlm-example-grid-path", "dlm-fixture-broken-plugin"]));
     dir.join(format!("lib{name}.so"))
-}
-
-fn ok_json(args: &[&str]) -> serde_json::Value {
-    let out = dlm(args);
-    assert!(
-        out.status.success(),
-        "dlm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "dlm {args:?} did not print JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn err_text(args: &[&str]) -> String {
-    let out = dlm(args);
-    assert!(!out.status.success(), "dlm {args:?} should fail");
-    assert!(out.stdout.is_empty(), "no partial output on stdout");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -4,33 +4,13 @@
 //! No temporary file survives, and the checkpoint resumes exactly.
 #![cfg(unix)]
 
+mod common;
+use common::{files, ok, s};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn dlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlm"))
-        .args(args)
-        .env_remove("DLM_PLUGIN_PATH")
-        .output()
-        .expect("run dlm")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = dlm(args);
-    assert!(
-        out.status.success(),
-        "dlm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A training run in the background whose stderr is read line by line (progress every epoch).
 struct Run {
@@ -41,9 +21,7 @@ struct Run {
 
 impl Run {
     fn start(args: &[&str]) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dlm"))
-            .args(args)
-            .env_remove("DLM_PLUGIN_PATH")
+        let mut child = common::dlm_command(args)
             .env("DLM_PROGRESS_INTERVAL", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -96,16 +74,6 @@ impl Run {
         }
         (out.status.code(), stdout, self.stderr.join("\n"))
     }
-}
-
-/// Names of the files in `dir`.
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The number after `key=` in a checkpoint's header.

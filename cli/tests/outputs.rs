@@ -3,23 +3,17 @@
 //! (progress is printed every epoch here), if it was refused before training.
 #![cfg(unix)]
 
+mod common;
+use common::{files, s};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Asserts that `dlm train --epochs 1000000 ARGS` is refused before training, with every one
 /// of `needles` in the message.
 fn refused_early(args: &[&str], needles: &[&str]) {
     let t0 = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_dlm"))
-        .arg("train")
-        .args(["--epochs", "1000000", "--patience", "0"])
+    let out = common::dlm_command(&["train", "--epochs", "1000000", "--patience", "0"])
         .args(args)
-        .env_remove("DLM_PLUGIN_PATH")
         .env("DLM_PROGRESS_INTERVAL", "0")
         .output()
         .expect("run dlm");
@@ -33,15 +27,6 @@ fn refused_early(args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(e.contains(n), "dlm train {args:?}: '{n}' not in: {e}");
     }
-}
-
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

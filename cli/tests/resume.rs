@@ -2,38 +2,26 @@
 //! model file, byte for byte, and the same JSON (less timings) as the uninterrupted run, with
 //! 1 and 2 threads; a resume that would change a setting is refused, naming it.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{grid_path_plugin, s};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+/// Runs `dlm args` without the caller's `DLM_PLUGIN_PATH` and `DLM_THREADS`.
 fn dlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlm"))
-        .args(args)
-        .env_remove("DLM_PLUGIN_PATH")
+    common::dlm_command(args)
         .env_remove("DLM_THREADS")
         .output()
         .expect("run dlm")
 }
 
 fn ok(args: &[&str]) -> Output {
-    let out = dlm(args);
-    assert!(
-        out.status.success(),
-        "dlm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::succeeded(args, dlm(args))
 }
 
 /// The JSON of a successful run, less the fields that measure time.
 fn json(args: &[&str]) -> serde_json::Value {
-    let out = ok(args);
-    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "dlm {args:?} did not print JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let mut v = common::json_of(args, &ok(args));
     let o = v.as_object_mut().unwrap();
     for k in ["train_seconds", "seconds_per_epoch"] {
         assert!(o.remove(k).is_some(), "no {k}");
@@ -42,17 +30,7 @@ fn json(args: &[&str]) -> serde_json::Value {
 }
 
 fn refused(args: &[&str], needles: &[&str]) {
-    let out = dlm(args);
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "dlm {args:?} should fail");
-    assert!(out.stdout.is_empty());
-    for n in needles {
-        assert!(e.contains(n), "dlm {args:?}: '{n}' not in: {e}");
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::says_all(args, &common::failed(args, dlm(args)), needles);
 }
 
 /// Runs `base + --epochs total --save A --json` in one go, and `base + --epochs half
@@ -153,33 +131,8 @@ fn knn_resume_is_bit_identical_with_two_threads() {
     straight_vs_resumed(KNN, "1", "2", ["2", "2", "2"]);
 }
 
-/// The grid-path example plugin, built once (as cli/tests/structured.rs does).
-fn grid_path_plugin() -> &'static str {
-    static LIB: OnceLock<String> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .args(["-p", "dlm-example-grid-path"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("run cargo build").success());
-        dir.join("libdlm_example_grid_path.so")
-            .to_string_lossy()
-            .into_owned()
-    })
-}
-
 fn paths_npz() -> PathBuf {
-    std::fs::canonicalize(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/grid-path-plugin/data/paths.npz"),
-    )
-    .unwrap()
+    std::fs::canonicalize(common::paths_npz()).unwrap()
 }
 
 #[test]

@@ -4,81 +4,13 @@
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use ndarray_npy::NpzWriter;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-fn dlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlm"))
-        .args(args)
-        .env_remove("DLM_PLUGIN_PATH")
-        .output()
-        .expect("run dlm")
-}
-
-fn ok_json(args: &[&str]) -> serde_json::Value {
-    let out = dlm(args);
-    assert!(
-        out.status.success(),
-        "dlm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "dlm {args:?} did not print JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Runs `dlm args`, which must fail with nothing on stdout; returns stderr.
-fn err_text(args: &[&str]) -> String {
-    let out = dlm(args);
-    assert!(!out.status.success(), "dlm {args:?} should fail");
-    assert!(out.stdout.is_empty(), "no partial output on stdout");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts that `dlm args` fails with every one of `needles` in its message.
-fn refused(args: &[&str], needles: &[&str]) {
-    let e = err_text(args);
-    for n in needles {
-        assert!(e.contains(n), "dlm {args:?}: '{n}' not in: {e}");
-    }
-}
-
-/// The grid-path example plugin, built once with the same profile and target directory as
-/// this test (as tests/tests/plugins.rs does).
-fn grid_path_plugin() -> &'static str {
-    static LIB: OnceLock<String> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .args(["-p", "dlm-example-grid-path"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo build").success(),
-            "building the grid-path plugin failed"
-        );
-        dir.join("libdlm_example_grid_path.so")
-            .to_string_lossy()
-            .into_owned()
-    })
-}
+mod common;
+use common::{grid_path_plugin, ok_json, refused};
 
 /// The committed example data of the grid-path plugin.
 fn paths_npz() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/grid-path-plugin/data/paths.npz")
-        .to_string_lossy()
-        .into_owned()
+    common::paths_npz().to_string_lossy().into_owned()
 }
 
 /// The default run on the committed data (400 examples on a 4 x 4 grid; 19 distinct true

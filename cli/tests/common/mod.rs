@@ -1,27 +1,35 @@
-//! Helpers shared by the CLI's end-to-end tests: running the real `dlm` binary and building
-//! plugin libraries once per test binary.
+//! Helpers shared by the CLI's end-to-end tests: running the real `dlm` binary, checking what
+//! it printed, and building plugin libraries once per test binary.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// `dlm args` as a command to adjust and run, without the caller's `DLM_PLUGIN_PATH`.
+pub fn dlm_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dlm"));
+    c.args(args).env_remove("DLM_PLUGIN_PATH");
+    c
+}
 
 /// Runs `dlm args` (without the caller's `DLM_PLUGIN_PATH`).
 pub fn dlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlm"))
-        .args(args)
-        .env_remove("DLM_PLUGIN_PATH")
-        .output()
-        .expect("run dlm")
+    dlm_command(args).output().expect("run dlm")
 }
 
-/// Runs `dlm args`, which must succeed and print one JSON document.
-pub fn ok_json(args: &[&str]) -> serde_json::Value {
-    let out = dlm(args);
+/// `out`, the output of `dlm args`, which must have succeeded.
+pub fn succeeded(args: &[&str], out: Output) -> Output {
     assert!(
         out.status.success(),
         "dlm {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// The one JSON document `dlm args` printed in `out`.
+pub fn json_of(args: &[&str], out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "dlm {args:?} did not print JSON ({e}): {}",
@@ -30,20 +38,54 @@ pub fn ok_json(args: &[&str]) -> serde_json::Value {
     })
 }
 
-/// Runs `dlm args`, which must fail with nothing on stdout; returns stderr.
-pub fn err_text(args: &[&str]) -> String {
-    let out = dlm(args);
+/// The stderr of `out`, the output of `dlm args`, which must have failed with nothing on
+/// stdout.
+pub fn failed(args: &[&str], out: Output) -> String {
     assert!(!out.status.success(), "dlm {args:?} should fail");
     assert!(out.stdout.is_empty(), "no partial output on stdout");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts that `message`, what `dlm args` said, has every one of `needles`.
+pub fn says_all(args: &[&str], message: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(message.contains(n), "dlm {args:?}: '{n}' not in: {message}");
+    }
+}
+
+/// Runs `dlm args`, which must succeed.
+pub fn ok(args: &[&str]) -> Output {
+    succeeded(args, dlm(args))
+}
+
+/// Runs `dlm args`, which must succeed and print one JSON document.
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    json_of(args, &ok(args))
+}
+
+/// Runs `dlm args`, which must fail with nothing on stdout; returns stderr.
+pub fn err_text(args: &[&str]) -> String {
+    failed(args, dlm(args))
+}
+
 /// Asserts that `dlm args` fails with every one of `needles` in its message.
 pub fn refused(args: &[&str], needles: &[&str]) {
-    let e = err_text(args);
-    for n in needles {
-        assert!(e.contains(n), "dlm {args:?}: '{n}' not in: {e}");
-    }
+    says_all(args, &err_text(args), needles);
+}
+
+/// `p` as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Names of the files in `dir`, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 /// Builds the workspace packages `packages` with the profile and target directory of this
@@ -72,4 +114,22 @@ pub fn build_libraries(packages: &[&str]) -> PathBuf {
         "building {packages:?} failed"
     );
     dir
+}
+
+/// The library of the grid-path example plugin (`examples/grid-path-plugin`), built once per
+/// test binary with its profile ([`build_libraries`]).
+pub fn grid_path_plugin() -> &'static str {
+    static LIB: OnceLock<String> = OnceLock::new();
+    LIB.get_or_init(|| {
+        build_libraries(&["dlm-example-grid-path"])
+            .join("libdlm_example_grid_path.so")
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// The committed example data of the grid-path plugin (a relative path through the CLI
+/// crate's directory).
+pub fn paths_npz() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/grid-path-plugin/data/paths.npz")
 }
