@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod common;
+
 /// The repository root.
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,13 +29,8 @@ fn repo() -> PathBuf {
 
 /// The target directory of this test and whether it is a release build.
 fn target_dir() -> (PathBuf, bool) {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let release = profile.file_name().is_some_and(|n| n == "release");
+    let profile = common::profile_dir();
+    let release = common::is_release(&profile);
     (profile.parent().expect("target dir").to_path_buf(), release)
 }
 

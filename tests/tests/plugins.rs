@@ -3,47 +3,23 @@
 use dlm_core::{DlmError, Registry, Spec, Target};
 use ndarray::{arr2, ArrayD, IxDyn};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
+mod common;
+
 /// Builds the plugin libraries once (same profile and target dir as this test) and returns
-/// the directory that holds them.
-fn lib_dir() -> &'static Path {
+/// the path of `lib<name>.so`.
+fn lib(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .args([
-                "-p",
-                "dlm-example-grid-path",
-                "-p",
-                "dlm-fixture-stale-plugin",
-                "-p",
-                "dlm-fixture-panic-plugin",
-                "-p",
-                "dlm-plugin-argmax",
-            ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the plugin libraries failed");
-        dir
+        common::build_libraries(&[
+            "dlm-example-grid-path",
+            "dlm-fixture-stale-plugin",
+            "dlm-fixture-panic-plugin",
+            "dlm-plugin-argmax",
+        ])
     })
-}
-
-fn lib(name: &str) -> PathBuf {
-    lib_dir().join(format!("lib{name}.so"))
+    .join(format!("lib{name}.so"))
 }
 
 #[test]
