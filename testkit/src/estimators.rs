@@ -23,7 +23,7 @@
 
 use crate::report::Check;
 use crate::theory::{log_zhat, softmax, GumbelFit};
-use crate::util::{score_of, Classes, Solutions};
+use crate::util::{estimate_in_chunks, score_of, stats_per_entry, Classes, Solutions};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::gradient::{Batch, Estimate, EstimatorState, GradientEstimator, NoiseKey};
 use dlm_core::loss::{Loss, Target};
@@ -315,6 +315,55 @@ fn flat_examples(theta: &ArrayD<f64>) -> (Vec<usize>, Vec<f64>, usize) {
     (inner, flat, m)
 }
 
+/// What the brute-force checks compare: the estimator's estimate on a batch, and the batch
+/// laid out for the brute force.
+struct BruteForce {
+    /// The shape of one example's potentials.
+    inner: Vec<usize>,
+    /// The estimate (fresh state).
+    e: Estimate,
+    /// The potentials, flat, example after example.
+    flat: Vec<f64>,
+    /// Parts per example.
+    m: usize,
+    /// The enumerated solutions of one example's shape.
+    sol: Solutions,
+}
+
+/// Checks the batch (`theta` `[B, ...]`, one `sigma`, target and id per example), runs the
+/// estimator on it and enumerates the solutions of one example's shape.
+#[allow(clippy::too_many_arguments)]
+fn brute_force(
+    est: &dyn GradientEstimator,
+    structure: &dyn StructuredArgmax,
+    noise: &dyn NoiseModel,
+    loss: &dyn Loss,
+    theta: &ArrayD<f64>,
+    sigma: &[f64],
+    targets: &[Target],
+    example_ids: &[u64],
+    key: NoiseKey,
+) -> Result<BruteForce> {
+    let sigma_arr = Array1::from_vec(sigma.to_vec());
+    let batch = Batch {
+        theta: theta.view(),
+        sigma: sigma_arr.view(),
+        targets,
+        example_ids,
+    };
+    let inner = batch.check(structure)?;
+    let e = run(est, structure, noise, loss, &batch, key)?;
+    let (_, flat, m) = flat_examples(theta);
+    let sol = solutions(structure, &inner)?;
+    Ok(BruteForce {
+        inner,
+        e,
+        flat,
+        m,
+        sol,
+    })
+}
+
 /// The estimator's gradients on a batch against its published `formula` evaluated by brute
 /// force over the structure's enumerated solutions with the same noise draws (see the
 /// [module docs](self)). `theta` is `[B, ...]`, one `sigma`, target and id per example.
@@ -334,17 +383,23 @@ pub fn check_closed_form(
     example_ids: &[u64],
     key: NoiseKey,
 ) -> Result<Check> {
-    let sigma_arr = Array1::from_vec(sigma.to_vec());
-    let batch = Batch {
-        theta: theta.view(),
-        sigma: sigma_arr.view(),
+    let BruteForce {
+        inner,
+        e,
+        flat,
+        m,
+        sol,
+    } = brute_force(
+        est,
+        structure,
+        noise,
+        loss,
+        theta,
+        sigma,
         targets,
         example_ids,
-    };
-    let inner = batch.check(structure)?;
-    let e = run(est, structure, noise, loss, &batch, key)?;
-    let (_, flat, m) = flat_examples(theta);
-    let sol = solutions(structure, &inner)?;
+        key,
+    )?;
     let got = e.grad_theta.as_standard_layout();
     let got = got.as_slice().expect("standard layout");
     let mut entries = Vec::new();
@@ -462,17 +517,23 @@ pub fn check_surrogate_fd(
     if !(h.is_finite() && h > 0.0) {
         return Err(DlmError::invalid("h", "the step must be finite and > 0"));
     }
-    let sigma_arr = Array1::from_vec(sigma.to_vec());
-    let batch = Batch {
-        theta: theta.view(),
-        sigma: sigma_arr.view(),
+    let BruteForce {
+        inner,
+        e,
+        flat,
+        m,
+        sol,
+    } = brute_force(
+        est,
+        structure,
+        noise,
+        loss,
+        theta,
+        sigma,
         targets,
         example_ids,
-    };
-    let inner = batch.check(structure)?;
-    let e = run(est, structure, noise, loss, &batch, key)?;
-    let (_, flat, m) = flat_examples(theta);
-    let sol = solutions(structure, &inner)?;
+        key,
+    )?;
     let got = e.grad_theta.as_standard_layout();
     let got = got.as_slice().expect("standard layout");
     let mut theta_rows = Vec::new();
@@ -626,54 +687,17 @@ pub fn chunk_stats(
             "at least 2 for a standard error",
         ));
     }
-    let mut shape = vec![1];
-    shape.extend_from_slice(theta.shape());
-    let theta_b = theta
-        .as_standard_layout()
-        .to_owned()
-        .into_shape_with_order(IxDyn(&shape))
-        .expect("same size");
-    let sigma_b = Array1::from_elem(1, sigma);
-    let targets = [target.clone()];
-    let results: Vec<Estimate> = (0..chunks)
-        .map(|c| {
-            est.estimate(
-                &mut est.initial_state(),
-                structure,
-                noise,
-                loss,
-                &Batch {
-                    theta: theta_b.view(),
-                    sigma: sigma_b.view(),
-                    targets: &targets,
-                    example_ids: &[0],
-                },
-                NoiseKey {
-                    seed,
-                    epoch: c as u64,
-                },
-            )
-        })
-        .collect::<Result<_>>()?;
+    let results = estimate_in_chunks(theta, sigma, target, chunks, seed, |batch, key| {
+        est.estimate(&mut est.initial_state(), structure, noise, loss, batch, key)
+    })?;
     let stats = |v: Vec<f64>| {
         let n = v.len() as f64;
         let mean = v.iter().sum::<f64>() / n;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
         (mean, (var / n).sqrt())
     };
-    Ok(ChunkStats {
-        theta: (0..theta.len())
-            .map(|i| {
-                stats(
-                    results
-                        .iter()
-                        .map(|r| r.grad_theta.as_slice().expect("contiguous")[i])
-                        .collect(),
-                )
-            })
-            .collect(),
-        sigma: stats(results.iter().map(|r| r.grad_sigma[0]).collect()),
-    })
+    let (theta, sigma) = stats_per_entry(&results, theta.len(), stats);
+    Ok(ChunkStats { theta, sigma })
 }
 
 fn gumbel_fit(noise: &dyn NoiseModel) -> Result<GumbelFit> {

@@ -28,14 +28,14 @@
 //! deliberately wrong one (a flipped `eps`, a missing factor of `sigma`) and see them fail.
 
 use crate::options::KitOptions;
-use crate::util::{guarded, score_of, Classes, Solutions};
+use crate::util::{estimate_in_chunks, guarded, score_of, stats_per_entry, Classes, Solutions};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, Workspace};
 use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::{NoiseModel, EULER_GAMMA};
 use dlm_core::rng::{open01, rng_for, DlmRng, Stream};
 use dlm_core::structure::StructuredArgmax;
-use ndarray::{Array1, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
@@ -486,47 +486,14 @@ fn chunked_estimate(
     per_chunk: usize,
     seed: u64,
 ) -> Result<(Vec<MeanSe>, MeanSe)> {
-    let mut shape = vec![1];
-    shape.extend_from_slice(theta.shape());
-    let theta_b = theta
-        .as_standard_layout()
-        .to_owned()
-        .into_shape_with_order(IxDyn(&shape))
-        .expect("same size");
-    let sigma_b = Array1::from_elem(1, sigma);
-    let targets = [target.clone()];
-    let results: Vec<DlmEstimate> = (0..chunks)
-        .map(|c| {
-            estimator(
-                &Batch {
-                    theta: theta_b.view(),
-                    sigma: sigma_b.view(),
-                    targets: &targets,
-                    example_ids: &[0],
-                },
-                NoiseKey {
-                    seed,
-                    epoch: c as u64,
-                },
-                eps,
-                per_chunk,
-            )
-        })
-        .collect::<Result<_>>()?;
-    let m = theta.len();
+    let results = estimate_in_chunks(theta, sigma, target, chunks, seed, |batch, key| {
+        estimator(batch, key, eps, per_chunk)
+    })?;
     let se = |v: Vec<f64>| {
         let (mean, sd) = mean_sd(&v);
         (mean, sd / (v.len() as f64).sqrt())
     };
-    let theta_stats = (0..m)
-        .map(|i| {
-            se(results
-                .iter()
-                .map(|r| r.grad_theta.as_slice().expect("contiguous")[i])
-                .collect())
-        })
-        .collect();
-    let sigma_stats = se(results.iter().map(|r| r.grad_sigma[0]).collect());
+    let (theta_stats, sigma_stats) = stats_per_entry(&results, theta.len(), se);
     Ok((theta_stats, sigma_stats))
 }
 

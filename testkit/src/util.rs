@@ -2,10 +2,12 @@
 //! kit's own multiclass argmax and zero-mean Gumbel (so that the kit needs no plugin).
 
 use dlm_core::error::{DlmError, Result};
+use dlm_core::gradient::{Batch, Estimate, NoiseKey};
+use dlm_core::loss::Target;
 use dlm_core::noise::{NoiseModel, EULER_GAMMA};
 use dlm_core::rng::{open01, DlmRng};
 use dlm_core::structure::{checked_slice, StructuredArgmax};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -197,6 +199,65 @@ impl Solutions {
         }
         best.1
     }
+}
+
+/// Runs an estimator on the single example `theta` (no batch axis; `sigma`, `target`, id 0) in
+/// `chunks` independent batches, epochs `0..chunks` of `seed`: `estimate(batch, key)`, in
+/// order.
+pub(crate) fn estimate_in_chunks(
+    theta: &ArrayD<f64>,
+    sigma: f64,
+    target: &Target,
+    chunks: usize,
+    seed: u64,
+    estimate: impl Fn(&Batch<'_>, NoiseKey) -> Result<Estimate>,
+) -> Result<Vec<Estimate>> {
+    let mut shape = vec![1];
+    shape.extend_from_slice(theta.shape());
+    let theta_b = theta
+        .as_standard_layout()
+        .to_owned()
+        .into_shape_with_order(IxDyn(&shape))
+        .expect("same size");
+    let sigma_b = Array1::from_elem(1, sigma);
+    let targets = [target.clone()];
+    (0..chunks)
+        .map(|c| {
+            estimate(
+                &Batch {
+                    theta: theta_b.view(),
+                    sigma: sigma_b.view(),
+                    targets: &targets,
+                    example_ids: &[0],
+                },
+                NoiseKey {
+                    seed,
+                    epoch: c as u64,
+                },
+            )
+        })
+        .collect()
+}
+
+/// `stat` of each of the `m` entries of `grad_theta` over `results` (the values in the
+/// results' order), and of `grad_sigma[0]`.
+pub(crate) fn stats_per_entry<S>(
+    results: &[Estimate],
+    m: usize,
+    stat: impl Fn(Vec<f64>) -> S,
+) -> (Vec<S>, S) {
+    let theta = (0..m)
+        .map(|i| {
+            stat(
+                results
+                    .iter()
+                    .map(|r| r.grad_theta.as_slice().expect("contiguous")[i])
+                    .collect(),
+            )
+        })
+        .collect();
+    let sigma = stat(results.iter().map(|r| r.grad_sigma[0]).collect());
+    (theta, sigma)
 }
 
 /// Tolerance for comparing two scores of potentials `theta`: `1e-9 * max(1, sum |theta|)`.
