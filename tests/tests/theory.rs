@@ -4,7 +4,7 @@
 
 use dlm_core::estimator::{Batch, NoiseKey};
 use dlm_core::rng::DlmRng;
-use dlm_core::{DlmEstimate, NoiseModel, Result, Spec, StructuredArgmax, Target};
+use dlm_core::{DlmEstimate, Loss, NoiseModel, Result, Spec, StructuredArgmax, Target};
 use dlm_plugin_argmax::{Argmax, ZeroOne};
 use dlm_plugin_matching::{Algo, Hamming, Matching};
 use dlm_plugin_noise::{Gaussian, Gumbel};
@@ -209,13 +209,14 @@ fn matching_case(m: usize) -> (ArrayD<f64>, Target) {
     (theta, target)
 }
 
-#[test]
-fn dlm_gradient_matches_monte_carlo_finite_differences_on_a_3x3_matching() {
-    let (s, n, l) = (Matching::new(Algo::Lapjv, true), gumbel(), Hamming);
-    let est = verify::dlm_estimator(&s, &n, &l);
+/// `check_dlm_monte_carlo` of the DLM estimator with loss `l` on the 3x3 matching case (noise
+/// seed `seed`): both signs of eps pass, and the estimator with a flipped eps fails both.
+fn dlm_matches_monte_carlo_fd_on_a_3x3_matching(l: &dyn Loss, seed: u64) {
+    let (s, n) = (Matching::new(Algo::Lapjv, true), gumbel());
+    let est = verify::dlm_estimator(&s, &n, l);
     let (theta, target) = matching_case(3);
     let checks = verify::check_dlm_monte_carlo(
-        &est, &s, &n, &l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, 11, Z,
+        &est, &s, &n, l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, seed, Z,
     )
     .unwrap();
     assert_eq!(checks.len(), 2, "one check per sign of eps");
@@ -224,7 +225,7 @@ fn dlm_gradient_matches_monte_carlo_finite_differences_on_a_3x3_matching() {
     }
     let flipped = flipped_eps(&est);
     let bad = verify::check_dlm_monte_carlo(
-        &flipped, &s, &n, &l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, 11, Z,
+        &flipped, &s, &n, l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, seed, Z,
     )
     .unwrap();
     for c in &bad {
@@ -232,30 +233,17 @@ fn dlm_gradient_matches_monte_carlo_finite_differences_on_a_3x3_matching() {
     }
 }
 
+#[test]
+fn dlm_gradient_matches_monte_carlo_finite_differences_on_a_3x3_matching() {
+    dlm_matches_monte_carlo_fd_on_a_3x3_matching(&Hamming, 11);
+}
+
 /// The zero-one (exact match) loss has no linear form on a matching: the estimator goes
 /// through `argmax_loss_augmented` (closed form for eps < 0, second-best assignment for
 /// eps > 0), and the gradient must still match finite differences of the expected loss.
 #[test]
 fn dlm_gradient_through_the_loss_augmented_argmax_matches_finite_differences() {
-    let (s, n, l) = (Matching::new(Algo::Lapjv, true), gumbel(), ZeroOne);
-    let est = verify::dlm_estimator(&s, &n, &l);
-    let (theta, target) = matching_case(3);
-    let checks = verify::check_dlm_monte_carlo(
-        &est, &s, &n, &l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, 13, Z,
-    )
-    .unwrap();
-    assert_eq!(checks.len(), 2, "one check per sign of eps");
-    for c in &checks {
-        assert_pass(c);
-    }
-    let flipped = flipped_eps(&est);
-    let bad = verify::check_dlm_monte_carlo(
-        &flipped, &s, &n, &l, &theta, 0.8, &target, 0.1, 0.02, 40, 2500, 13, Z,
-    )
-    .unwrap();
-    for c in &bad {
-        assert_fail(c);
-    }
+    dlm_matches_monte_carlo_fd_on_a_3x3_matching(&ZeroOne, 13);
 }
 
 /// `gumbel:variance=3`, the noise of the official sorting code (scale sqrt(18)/pi), built
