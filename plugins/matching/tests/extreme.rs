@@ -8,36 +8,13 @@
 //! power-of-two scaling that keeps them finite, so permutations whose true totals overflow
 //! `f64` are still ordered correctly.
 
+mod common;
+
+use common::{permutations, Rng};
 use dlm_core::StructuredArgmax;
 use dlm_plugin_matching::scale::{exponent, ldexp, max_abs};
 use dlm_plugin_matching::{lapjv, Algo, Matching};
 use ndarray::{ArrayD, IxDyn};
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn sign(&mut self) -> f64 {
-        if self.next() & 1 == 0 {
-            1.0
-        } else {
-            -1.0
-        }
-    }
-    fn below(&mut self, k: u64) -> u64 {
-        self.next() % k
-    }
-}
 
 /// One random entry of the given kind.
 fn entry(rng: &mut Rng, kind: usize) -> f64 {
@@ -62,27 +39,6 @@ fn entry(rng: &mut Rng, kind: usize) -> f64 {
             _ => 0.0,
         },
     }
-}
-
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    fn rec(n: usize, cur: &mut Vec<usize>, used: &mut [bool], all: &mut Vec<Vec<usize>>) {
-        if cur.len() == n {
-            all.push(cur.clone());
-            return;
-        }
-        for j in 0..n {
-            if !used[j] {
-                used[j] = true;
-                cur.push(j);
-                rec(n, cur, used, all);
-                cur.pop();
-                used[j] = false;
-            }
-        }
-    }
-    let mut all = Vec::new();
-    rec(n, &mut Vec::new(), &mut vec![false; n], &mut all);
-    all
 }
 
 /// The total of `perm` with every entry multiplied by `2^k` (exact for all but subnormal

@@ -1,60 +1,14 @@
 //! The zero-one (exact match) loss on matchings: loss-augmented argmax and second-best
 //! assignments against brute force over all `n!` permutations.
 
+mod common;
+
+use common::{permutations, Rng};
 use dlm_core::{DlmError, StructuredArgmax, Target};
 use dlm_plugin_argmax::ZeroOne;
 use dlm_plugin_matching::zero_one::{best_other_than, permutation_score, SecondBestWorkspace};
 use dlm_plugin_matching::{permutation_of, Algo, Hamming, Matching};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-
-/// SplitMix64: a small deterministic generator (no dev-dependency needed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, k: usize) -> usize {
-        (self.next() % k as u64) as usize
-    }
-    fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut p: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            p.swap(i, self.below(i + 1));
-        }
-        p
-    }
-}
-
-/// All permutations of `0..n` (`col_of_row`), in lexicographic order.
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    fn rec(n: usize, cur: &mut Vec<usize>, used: &mut [bool], all: &mut Vec<Vec<usize>>) {
-        if cur.len() == n {
-            all.push(cur.clone());
-            return;
-        }
-        for j in 0..n {
-            if !used[j] {
-                used[j] = true;
-                cur.push(j);
-                rec(n, cur, used, all);
-                cur.pop();
-                used[j] = false;
-            }
-        }
-    }
-    let mut all = Vec::new();
-    rec(n, &mut Vec::new(), &mut vec![false; n], &mut all);
-    all
-}
 
 fn active(col: &[usize]) -> Vec<usize> {
     let n = col.len();
