@@ -79,7 +79,15 @@ pub struct TrainArgs {
     /// [default: sort 50, knn 0, structured 0].
     #[arg(long)]
     pub(crate) patience: Option<u64>,
-    /// Early stopping watches the mean training loss of this many recent epochs.
+    /// Patience that grows with the run: early stopping waits
+    /// max(--patience, F x (best epoch + 1)) epochs without improvement [default: sort 1 (a
+    /// run waits as long as it took to reach its best; the seed's +-x^2 loss stalls for 50-65
+    /// epochs before it sorts everything), knn and structured 0 (the fixed patience)].
+    #[arg(long)]
+    pub(crate) patience_growth: Option<f64>,
+    /// Early stopping watches the mean of this many recent epochs of the task's metric (sort:
+    /// the fraction of wrong positions of the noiseless predictions on the training batches;
+    /// knn and structured: the training loss).
     #[arg(long, default_value_t = 10)]
     pub(crate) smooth: usize,
     /// Learning rate of the default mu (Adam) [default: sort 0.1, knn 1e-3, structured 0.01].
@@ -255,7 +263,11 @@ impl TrainArgs {
     /// Refuses options that the chosen task does not use (an option is never silently
     /// ignored), and checks the learning rates.
     pub(crate) fn check(&self) -> Result<()> {
-        for (name, v) in [("--mu-lr", self.mu_lr), ("--sigma-lr", self.sigma_lr)] {
+        for (name, v) in [
+            ("--mu-lr", self.mu_lr),
+            ("--sigma-lr", self.sigma_lr),
+            ("--patience-growth", self.patience_growth),
+        ] {
             if let Some(v) = v {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(DlmError::invalid(

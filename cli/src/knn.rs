@@ -172,7 +172,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     h.insert("seed".into(), a.seed.to_string());
     h.insert("eval_k".into(), eval_k.clone());
     let epochs = a.epochs.unwrap_or(15);
-    let fit = fit_options(a, epochs, a.patience.unwrap_or(0));
+    let fit = fit_options(a, epochs, a.patience.unwrap_or(0), 0.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("data_checksum".into(), checksum);
     let state = run.start(task.model_mut(), &all, epochs)?;

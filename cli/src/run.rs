@@ -73,9 +73,26 @@ pub(crate) struct Trained {
 }
 
 impl Trained {
-    /// Adds `partial` (training stopped before its end) and `interrupted_by` to the JSON.
+    /// Adds `partial` (training stopped before its end), `interrupted_by` and the per-epoch
+    /// traces to the JSON.
     pub(crate) fn add_json(&self, v: &mut serde_json::Value) {
         if let Some(o) = v.as_object_mut() {
+            let h = &self.report.history;
+            let col = |f: fn(&dlm_tasks::trainer::EpochRecord) -> f64| -> serde_json::Value {
+                h.iter().map(|r| crate::common::num(f(r))).collect()
+            };
+            o.insert(
+                "sigma_trace".into(),
+                serde_json::json!({
+                    "mean": col(|r| r.sigma),
+                    "min": col(|r| r.sigma_min),
+                    "max": col(|r| r.sigma_max),
+                }),
+            );
+            o.insert("epsilon_trace".into(), col(|r| r.epsilon));
+            o.insert("zero_rate_trace".into(), col(|r| r.zero_rate));
+            o.insert("train_loss_trace".into(), col(|r| r.loss));
+            o.insert("watched_trace".into(), col(|r| r.watched));
             o.insert("partial".into(), self.report.interrupted.into());
             o.insert(
                 "interrupted_by".into(),

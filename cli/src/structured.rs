@@ -418,7 +418,7 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
     h.insert("shape".into(), join(&task.data().shape));
     h.insert("features".into(), join(&task.data().features));
     let epochs = a.epochs.unwrap_or(50);
-    let fit = fit_options(a, epochs, a.patience.unwrap_or(0));
+    let fit = fit_options(a, epochs, a.patience.unwrap_or(0), 0.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.remove("data");
     all.extend(identity);

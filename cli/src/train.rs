@@ -67,10 +67,16 @@ pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
 }
 
 /// The trainer's settings of `a` (the same for every task but the defaults).
-pub(crate) fn fit_options(a: &TrainArgs, epochs: u64, patience: u64) -> FitOptions {
+pub(crate) fn fit_options(
+    a: &TrainArgs,
+    epochs: u64,
+    patience: u64,
+    patience_growth: f64,
+) -> FitOptions {
     FitOptions {
         max_epochs: epochs,
         patience,
+        patience_growth: a.patience_growth.unwrap_or(patience_growth),
         min_delta: 0.0,
         window: a.smooth,
     }
@@ -89,6 +95,10 @@ pub(crate) fn common_settings(
     s.insert("escape_factor".into(), estimator.escape_factor.to_string());
     s.insert("patience".into(), fit.patience.to_string());
     s.insert("smooth".into(), fit.window.to_string());
+    if fit.patience_growth != 0.0 {
+        // (Absent when 0, so that checkpoints of runs without it still resume.)
+        s.insert("patience_growth".into(), fit.patience_growth.to_string());
+    }
     s.insert("min_delta".into(), fit.min_delta.to_string());
     s
 }
@@ -144,7 +154,7 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     }
     let mut header = sort_header(&task, &specs, a.seed);
     header.insert("estimator".into(), estimator_spec.clone());
-    let fit = fit_options(a, epochs, patience);
+    let fit = fit_options(a, epochs, patience, 1.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("train_size".into(), task.settings().train_size.to_string());
     all.insert("test_size".into(), test_size.to_string());

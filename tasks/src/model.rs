@@ -242,6 +242,8 @@ impl PerturbedModel {
             noiseless_loss: noiseless * scale,
             perturbed_loss: e.loss.mean().unwrap_or(0.0),
             sigma_mean: sigma.mean().unwrap_or(0.0),
+            sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
+            sigma_max: sigma.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             zero_directions: e.diagnostics.zero_directions,
             total_draws: e.diagnostics.total_draws,
             predictions,
@@ -398,6 +400,10 @@ pub struct StepStats {
     pub perturbed_loss: f64,
     /// Mean noise scale over the batch.
     pub sigma_mean: f64,
+    /// Smallest noise scale of the batch.
+    pub sigma_min: f64,
+    /// Largest noise scale of the batch.
+    pub sigma_max: f64,
     /// Draws whose DLM direction was zero.
     pub zero_directions: usize,
     /// Draws in total.
