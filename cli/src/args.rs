@@ -131,6 +131,15 @@ pub struct TrainArgs {
     /// The sigma scorer [default: mlp:sizes=IN-1,out=softplus with SGD at --sigma-lr].
     #[arg(long = "sigma-net")]
     pub(crate) sigma_net: Option<String>,
+    /// Start a learned sigma at V for every input: the default sigma network's last layer gets
+    /// zero weights and the bias softplus^-1(V) (mlp options out_init_scale=0,
+    /// bias_init=...). Without it the default network starts wherever its random weights put
+    /// it (about 0.8 on digits).
+    #[arg(long)]
+    pub(crate) sigma_init: Option<f64>,
+    /// Optimizer of the default sigma network: sgd (the seed's) or adam [default: sgd].
+    #[arg(long, value_parser = ["sgd", "adam"])]
+    pub(crate) sigma_opt: Option<String>,
     /// Test sequences (sort), generated test instances (shortest-path) [default: 1000].
     #[arg(long)]
     pub(crate) test_size: Option<usize>,
@@ -275,6 +284,32 @@ impl TrainArgs {
                         format!("{v}: must be finite and >= 0"),
                     ));
                 }
+            }
+        }
+        if let Some(v) = self.sigma_init {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(DlmError::invalid(
+                    "--sigma-init",
+                    format!("{v}: must be finite and > 0 (a noise scale)"),
+                ));
+            }
+        }
+        for (name, given) in [
+            ("--sigma-init", self.sigma_init.is_some()),
+            ("--sigma-opt", self.sigma_opt.is_some()),
+        ] {
+            if given && self.sigma_net.is_some() {
+                return Err(DlmError::invalid(
+                    name,
+                    "sets up the default sigma network; with --sigma-net write it into the \
+                     spec (mlp options bias_init=, out_init_scale=, opt=)",
+                ));
+            }
+            if given && matches!(self.sigma, Some(SigmaChoice::Fixed(_) | SigmaChoice::None)) {
+                return Err(DlmError::invalid(
+                    name,
+                    "applies to a learned sigma (--sigma learned); remove it",
+                ));
             }
         }
         const SORT: &[&str] = &["sort"];

@@ -291,3 +291,29 @@ pub fn estimator_choice(
         sigma_default,
     })
 }
+
+/// The default sigma network on inputs of width `width`: a softplus linear layer with
+/// `--sigma-opt` (default SGD) at learning rate `lr`, seeded by `seed`; with `--sigma-init V`
+/// its last layer starts with zero weights and the bias `softplus^-1(V)`, so that sigma(x) = V
+/// for every input at the start.
+pub(crate) fn default_sigma_net(
+    a: &crate::args::TrainArgs,
+    width: usize,
+    lr: f64,
+    seed: u64,
+) -> String {
+    let opt = a.sigma_opt.as_deref().unwrap_or("sgd");
+    let mut s = format!("mlp:sizes={width}-1,out=softplus,opt={opt},lr={lr},seed={seed}");
+    if let Some(v) = a.sigma_init {
+        s.push_str(&format!(
+            ",out_init_scale=0,bias_init={}",
+            inverse_softplus(v)
+        ));
+    }
+    s
+}
+
+/// `softplus^-1(v) = ln(exp(v) - 1)`, computed stably (`v + ln(1 - exp(-v))`) for `v > 0`.
+pub(crate) fn inverse_softplus(v: f64) -> f64 {
+    v + (-(-v).exp()).ln_1p()
+}

@@ -133,10 +133,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
         }),
         sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
-            format!(
-                "mlp:sizes={d}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
-                a.seed.wrapping_add(1)
-            )
+            crate::common::default_sigma_net(a, d, sigma_lr, a.seed.wrapping_add(1))
         }),
     };
     let settings = KnnSettings {

@@ -87,6 +87,7 @@ impl Trained {
                     "mean": col(|r| r.sigma),
                     "min": col(|r| r.sigma_min),
                     "max": col(|r| r.sigma_max),
+                    "grad_abs_mean": col(|r| r.sigma_grad_abs),
                 }),
             );
             o.insert("epsilon_trace".into(), col(|r| r.epsilon));

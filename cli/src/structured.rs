@@ -378,10 +378,7 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
             (Some(s), _) => s.clone(),
             (None, SigmaChoice::Learned) => {
                 let f = flat_features(&data, "sigma network", "--sigma-net")?;
-                format!(
-                    "mlp:sizes={f}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
-                    a.seed.wrapping_add(1)
-                )
+                crate::common::default_sigma_net(a, f, sigma_lr, a.seed.wrapping_add(1))
             }
             (None, _) => String::new(),
         },

@@ -129,10 +129,7 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
             .unwrap_or_else(|| format!("mlp:sizes=1-32-{n},opt=adam,lr={mu_lr},seed={}", a.seed)),
         sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
-            format!(
-                "mlp:sizes={n}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
-                a.seed.wrapping_add(1)
-            )
+            crate::common::default_sigma_net(a, n, sigma_lr, a.seed.wrapping_add(1))
         }),
     };
     let settings = SortSettings {

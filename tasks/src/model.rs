@@ -244,6 +244,7 @@ impl PerturbedModel {
             sigma_mean: sigma.mean().unwrap_or(0.0),
             sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
             sigma_max: sigma.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            sigma_grad_abs: e.grad_sigma.iter().map(|g| g.abs()).sum::<f64>() * scale,
             zero_directions: e.diagnostics.zero_directions,
             total_draws: e.diagnostics.total_draws,
             predictions,
@@ -404,6 +405,9 @@ pub struct StepStats {
     pub sigma_min: f64,
     /// Largest noise scale of the batch.
     pub sigma_max: f64,
+    /// Mean over the batch of `|d loss / d sigma|` of each example (the estimator's sigma
+    /// gradient, before the batch mean and the optimizer), whatever the sigma mode.
+    pub sigma_grad_abs: f64,
     /// Draws whose DLM direction was zero.
     pub zero_directions: usize,
     /// Draws in total.

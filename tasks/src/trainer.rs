@@ -38,6 +38,8 @@ pub struct EpochRecord {
     pub sigma_min: f64,
     /// Largest noise scale of the epoch's examples.
     pub sigma_max: f64,
+    /// Mean `|d loss / d sigma|` per example (see `StepStats::sigma_grad_abs`).
+    pub sigma_grad_abs: f64,
     /// The `eps` in use at the end of the epoch.
     pub epsilon: f64,
     /// Fraction of draws whose direction was zero.
@@ -60,6 +62,8 @@ pub struct StepTotals {
     pub sigma_min: f64,
     /// Largest noise scale seen (meaningless while `examples` is 0).
     pub sigma_max: f64,
+    /// `|d loss / d sigma|`, summed over the examples.
+    pub sigma_grad_abs: f64,
     /// Examples seen.
     pub examples: usize,
     /// Draws whose DLM direction was zero.
@@ -79,6 +83,7 @@ impl StepTotals {
             sigma: s.sigma_mean * b as f64,
             sigma_min: s.sigma_min,
             sigma_max: s.sigma_max,
+            sigma_grad_abs: s.sigma_grad_abs * b as f64,
             examples: b,
             zero_directions: s.zero_directions,
             draws: s.total_draws,
@@ -103,6 +108,7 @@ impl StepTotals {
         }
         self.monitored += o.monitored;
         self.watched += o.watched;
+        self.sigma_grad_abs += o.sigma_grad_abs;
         self.perturbed += o.perturbed;
         self.sigma += o.sigma;
         self.examples += o.examples;
@@ -121,6 +127,7 @@ impl StepTotals {
             sigma: self.sigma / n,
             sigma_min: self.sigma_min,
             sigma_max: self.sigma_max,
+            sigma_grad_abs: self.sigma_grad_abs / n,
             epsilon,
             zero_rate: self.zero_directions as f64 / self.draws.max(1) as f64,
         }
@@ -282,18 +289,20 @@ impl Default for FitState {
 
 const STATE_MAGIC: &[u8; 8] = b"DLMFIT02";
 /// Bytes of one epoch record in [`FitState::to_bytes`].
-const RECORD_BYTES: usize = 8 + 8 * 8;
+const RECORD_BYTES: usize = 8 + 9 * 8;
 
 impl FitState {
     /// Binary form, little-endian: magic `b"DLMFIT02"`; `u64` epochs done; `f64` best; `u64`
     /// best epoch; `u8` stopped early; `f64` seconds; `u64` window length and its `f64`s;
-    /// `u64` history length and per record `u64` epoch and eight `f64` (loss, watched,
-    /// perturbed loss, sigma, sigma min, sigma max, eps, zero rate); `u8` cursor present, then
-    /// `u64` epoch, `u64` step, six `f64` and three `u64` totals (monitored, watched,
-    /// perturbed, sigma, sigma min, sigma max; examples, zero directions, draws).
+    /// `u64` history length and per record `u64` epoch and nine `f64` (loss, watched,
+    /// perturbed loss, sigma, sigma min, sigma max, |d loss / d sigma|, eps, zero rate); `u8`
+    /// cursor present, then `u64` epoch, `u64` step, seven `f64` and three `u64` totals
+    /// (monitored, watched, perturbed, sigma, sigma min, sigma max, |d loss / d sigma|;
+    /// examples, zero directions, draws).
     /// (`DLMFIT01`, before the watched value and the sigma range, is refused.)
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut o = Vec::with_capacity(64 + RECORD_BYTES * self.history.len() + 8 * self.recent.len());
+        let mut o =
+            Vec::with_capacity(64 + RECORD_BYTES * self.history.len() + 8 * self.recent.len());
         let u = |o: &mut Vec<u8>, v: u64| o.extend_from_slice(&v.to_le_bytes());
         let f = |o: &mut Vec<u8>, v: f64| o.extend_from_slice(&v.to_bits().to_le_bytes());
         o.extend_from_slice(STATE_MAGIC);
@@ -316,6 +325,7 @@ impl FitState {
                 r.sigma,
                 r.sigma_min,
                 r.sigma_max,
+                r.sigma_grad_abs,
                 r.epsilon,
                 r.zero_rate,
             ] {
@@ -336,6 +346,7 @@ impl FitState {
                     t.sigma,
                     t.sigma_min,
                     t.sigma_max,
+                    t.sigma_grad_abs,
                 ] {
                     f(&mut o, v);
                 }
@@ -388,6 +399,7 @@ impl FitState {
                 sigma: r.f64().map_err(&bad)?,
                 sigma_min: r.f64().map_err(&bad)?,
                 sigma_max: r.f64().map_err(&bad)?,
+                sigma_grad_abs: r.f64().map_err(&bad)?,
                 epsilon: r.f64().map_err(&bad)?,
                 zero_rate: r.f64().map_err(&bad)?,
             });
@@ -397,11 +409,12 @@ impl FitState {
             1 => {
                 let epoch = r.u64().map_err(&bad)?;
                 let step = r.u64().map_err(&bad)?;
-                let mut fl = [0f64; 6];
+                let mut fl = [0f64; 7];
                 for v in &mut fl {
                     *v = r.f64().map_err(&bad)?;
                 }
-                let [monitored, watched, perturbed, sigma, sigma_min, sigma_max] = fl;
+                let [monitored, watched, perturbed, sigma, sigma_min, sigma_max, sigma_grad_abs] =
+                    fl;
                 let mut ints = [0usize; 3];
                 for v in &mut ints {
                     *v = usize::try_from(r.u64().map_err(&bad)?)
@@ -417,6 +430,7 @@ impl FitState {
                         sigma,
                         sigma_min,
                         sigma_max,
+                        sigma_grad_abs,
                         examples: ints[0],
                         zero_directions: ints[1],
                         draws: ints[2],

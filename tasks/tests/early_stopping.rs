@@ -29,6 +29,7 @@ impl Task for Scripted {
             sigma: 1.0,
             sigma_min: 0.5,
             sigma_max: 2.0,
+            sigma_grad_abs: 0.1,
             epsilon: -1.0,
             zero_rate: 0.0,
         }))
@@ -66,7 +67,12 @@ fn early_stopping_watches_the_scale_free_metric_not_the_loss() {
         loss: vec![1e-3],
         watched: (0..300).map(|e| 1.0 - e as f64 / 300.0).collect(),
     };
-    let r = fit(&mut t, &options(50, 0.0), &mut |_: &EpochRecord, _: bool| {}).unwrap();
+    let r = fit(
+        &mut t,
+        &options(50, 0.0),
+        &mut |_: &EpochRecord, _: bool| {},
+    )
+    .unwrap();
     assert!(r.stopped_early);
     assert_eq!(r.best_epoch, 299);
     assert_eq!(r.epochs_run, 350);
@@ -75,7 +81,12 @@ fn early_stopping_watches_the_scale_free_metric_not_the_loss() {
         loss: (0..300).map(|e| 1.0 - e as f64 / 300.0).collect(),
         watched: vec![0.5],
     };
-    let r = fit(&mut t, &options(50, 0.0), &mut |_: &EpochRecord, _: bool| {}).unwrap();
+    let r = fit(
+        &mut t,
+        &options(50, 0.0),
+        &mut |_: &EpochRecord, _: bool| {},
+    )
+    .unwrap();
     assert_eq!((r.best_epoch, r.epochs_run), (0, 51));
 }
 
@@ -86,7 +97,12 @@ fn patience_grows_with_the_run_and_outlasts_a_stall() {
             loss: vec![0.0],
             watched: stall_then_improve(),
         };
-        fit(&mut t, &options(50, growth), &mut |_: &EpochRecord, _: bool| {}).unwrap()
+        fit(
+            &mut t,
+            &options(50, growth),
+            &mut |_: &EpochRecord, _: bool| {},
+        )
+        .unwrap()
     };
     // A fixed patience of 50 ends the run in the stall (best epoch 120).
     let fixed = run(0.0);
