@@ -137,6 +137,16 @@ pub struct TrainArgs {
     /// it (about 0.8 on digits).
     #[arg(long)]
     pub(crate) sigma_init: Option<f64>,
+    /// DLM's eps policy: seed (grow |eps| by 10 % while every direction of a batch is zero, up
+    /// to --max-epsilon, never shrink) or adaptive (|eps| relative to the spread of the scores,
+    /// grown and shrunk between batches to hold the zero-direction rate in --eps-band; see
+    /// dlm_core::adaptive for what that does to the bias) [default: seed].
+    #[arg(long, value_parser = ["seed", "adaptive"])]
+    pub(crate) eps_policy: Option<String>,
+    /// Target band LO,HI of the zero-direction rate for --eps-policy adaptive [default:
+    /// 0.5,0.8].
+    #[arg(long)]
+    pub(crate) eps_band: Option<String>,
     /// Optimizer of the default sigma network: sgd (the seed's) or adam [default: sgd].
     #[arg(long, value_parser = ["sgd", "adam"])]
     pub(crate) sigma_opt: Option<String>,

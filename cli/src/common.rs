@@ -317,3 +317,48 @@ pub(crate) fn default_sigma_net(
 pub(crate) fn inverse_softplus(v: f64) -> f64 {
     v + (-(-v).exp()).ln_1p()
 }
+
+/// Applies `--eps-policy` / `--eps-band` to `model` (built with the DLM settings it will use)
+/// and records them in the run's settings (only for the adaptive policy, so that the seed
+/// policy's checkpoints are unchanged). Refuses them with another estimator, and a band
+/// without the adaptive policy.
+pub(crate) fn apply_eps_policy(
+    a: &crate::args::TrainArgs,
+    model: &mut dlm_tasks::PerturbedModel,
+    settings: &mut std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let adaptive = a.eps_policy.as_deref() == Some("adaptive");
+    if !adaptive {
+        if a.eps_band.is_some() {
+            return Err(DlmError::invalid(
+                "--eps-band",
+                "applies to --eps-policy adaptive; add it or remove the band",
+            ));
+        }
+        return Ok(());
+    }
+    if model.estimator_name() != "dlm" {
+        return Err(DlmError::invalid(
+            "--eps-policy",
+            format!(
+                "the eps policy is DLM's; estimator '{}' has none",
+                model.estimator_name()
+            ),
+        ));
+    }
+    let band = match &a.eps_band {
+        None => (0.5, 0.8),
+        Some(b) => parse_range(b).map_err(|_| {
+            DlmError::invalid(
+                "--eps-band",
+                format!("'{b}': write LO,HI with 0 <= LO < HI <= 1"),
+            )
+        })?,
+    };
+    let policy = dlm_core::adaptive::AdaptiveDlm::new(model.estimator().clone(), band)
+        .map_err(|e| DlmError::invalid("--eps-band", e.to_string()))?;
+    model.set_estimator(Box::new(policy))?;
+    settings.insert("eps_policy".into(), "adaptive".into());
+    settings.insert("eps_band".into(), format!("{},{}", band.0, band.1));
+    Ok(())
+}

@@ -172,6 +172,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     let fit = fit_options(a, epochs, a.patience.unwrap_or(0), 0.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("data_checksum".into(), checksum);
+    crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, KnnTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

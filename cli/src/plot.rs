@@ -43,8 +43,11 @@ pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
         ),
         ("|epsilon|", vec![("|eps|", |r| r.epsilon.abs(), BLUE)]),
         (
-            "zero-direction rate",
-            vec![("zero rate", |r| r.zero_rate, RED)],
+            "zero-direction rate (red: all draws; blue: draws of examples with loss left)",
+            vec![
+                ("zero rate", |r| r.zero_rate, RED),
+                ("among examples with loss", |r| r.zero_rate_with_loss, BLUE),
+            ],
         ),
     ];
     let mut svg = String::new();

@@ -92,6 +92,10 @@ impl Trained {
             );
             o.insert("epsilon_trace".into(), col(|r| r.epsilon));
             o.insert("zero_rate_trace".into(), col(|r| r.zero_rate));
+            o.insert(
+                "zero_rate_with_loss_trace".into(),
+                col(|r| r.zero_rate_with_loss),
+            );
             o.insert("train_loss_trace".into(), col(|r| r.loss));
             o.insert("watched_trace".into(), col(|r| r.watched));
             o.insert("partial".into(), self.report.interrupted.into());

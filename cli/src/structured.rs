@@ -421,6 +421,7 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
     all.extend(identity);
     // Before any training or checkpoint state: a resumed run reports the same untrained metrics.
     let untrained = evaluate(&mut task, Part::Test, regret)?;
+    crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, StructuredTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

@@ -156,6 +156,7 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     all.insert("train_size".into(), task.settings().train_size.to_string());
     all.insert("test_size".into(), test_size.to_string());
     all.insert("test_range".into(), format!("{},{}", range.0, range.1));
+    crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, SortTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

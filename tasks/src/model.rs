@@ -117,6 +117,12 @@ impl PerturbedModel {
         self.state.get(EPSILON_STATE).unwrap_or(self.last_epsilon)
     }
 
+    /// Sets a named value of the estimator's state other than `eps` (resuming a checkpoint of
+    /// an estimator that keeps more, e.g. the adaptive eps policy's `eps_relative`).
+    pub fn set_estimator_value(&mut self, name: &str, value: f64) {
+        self.state.set(name, value);
+    }
+
     /// Sets the current `eps` (e.g. when resuming a saved model).
     pub fn set_epsilon(&mut self, eps: f64) {
         if self.state.get(EPSILON_STATE).is_some() {
@@ -245,6 +251,7 @@ impl PerturbedModel {
             sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
             sigma_max: sigma.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             sigma_grad_abs: e.grad_sigma.iter().map(|g| g.abs()).sum::<f64>() * scale,
+            zero_with_loss: dlm_core::adaptive::zero_directions_with_loss(&e),
             zero_directions: e.diagnostics.zero_directions,
             total_draws: e.diagnostics.total_draws,
             predictions,
@@ -410,6 +417,9 @@ pub struct StepStats {
     pub sigma_grad_abs: f64,
     /// Draws whose DLM direction was zero.
     pub zero_directions: usize,
+    /// Zero directions and draws among the examples with loss left (the rate the adaptive eps
+    /// policy holds in its band; `dlm_core::adaptive::zero_directions_with_loss`).
+    pub zero_with_loss: (usize, usize),
     /// Draws in total.
     pub total_draws: usize,
     /// The noiseless prediction (active set) of each example.

@@ -44,6 +44,8 @@ pub struct EpochRecord {
     pub epsilon: f64,
     /// Fraction of draws whose direction was zero.
     pub zero_rate: f64,
+    /// The same among the draws of examples with loss left (0 when there were none).
+    pub zero_rate_with_loss: f64,
 }
 
 /// Sums of the step statistics of an epoch so far (weighted by batch size); the epoch's
@@ -70,6 +72,10 @@ pub struct StepTotals {
     pub zero_directions: usize,
     /// Draws in total.
     pub draws: usize,
+    /// Zero directions among the draws of examples with loss left.
+    pub zero_with_loss: usize,
+    /// Draws of examples with loss left.
+    pub draws_with_loss: usize,
 }
 
 impl StepTotals {
@@ -87,6 +93,8 @@ impl StepTotals {
             examples: b,
             zero_directions: s.zero_directions,
             draws: s.total_draws,
+            zero_with_loss: s.zero_with_loss.0,
+            draws_with_loss: s.zero_with_loss.1,
         }
     }
 
@@ -114,6 +122,8 @@ impl StepTotals {
         self.examples += o.examples;
         self.zero_directions += o.zero_directions;
         self.draws += o.draws;
+        self.zero_with_loss += o.zero_with_loss;
+        self.draws_with_loss += o.draws_with_loss;
     }
 
     /// The epoch's record: per-example means.
@@ -130,6 +140,7 @@ impl StepTotals {
             sigma_grad_abs: self.sigma_grad_abs / n,
             epsilon,
             zero_rate: self.zero_directions as f64 / self.draws.max(1) as f64,
+            zero_rate_with_loss: self.zero_with_loss as f64 / self.draws_with_loss.max(1) as f64,
         }
     }
 }
@@ -289,16 +300,17 @@ impl Default for FitState {
 
 const STATE_MAGIC: &[u8; 8] = b"DLMFIT02";
 /// Bytes of one epoch record in [`FitState::to_bytes`].
-const RECORD_BYTES: usize = 8 + 9 * 8;
+const RECORD_BYTES: usize = 8 + 10 * 8;
 
 impl FitState {
     /// Binary form, little-endian: magic `b"DLMFIT02"`; `u64` epochs done; `f64` best; `u64`
     /// best epoch; `u8` stopped early; `f64` seconds; `u64` window length and its `f64`s;
-    /// `u64` history length and per record `u64` epoch and nine `f64` (loss, watched,
-    /// perturbed loss, sigma, sigma min, sigma max, |d loss / d sigma|, eps, zero rate); `u8`
-    /// cursor present, then `u64` epoch, `u64` step, seven `f64` and three `u64` totals
-    /// (monitored, watched, perturbed, sigma, sigma min, sigma max, |d loss / d sigma|;
-    /// examples, zero directions, draws).
+    /// `u64` history length and per record `u64` epoch and ten `f64` (loss, watched,
+    /// perturbed loss, sigma, sigma min, sigma max, |d loss / d sigma|, eps, zero rate, zero
+    /// rate with loss); `u8` cursor present, then `u64` epoch, `u64` step, seven `f64` and five
+    /// `u64` totals (monitored, watched, perturbed, sigma, sigma min, sigma max,
+    /// |d loss / d sigma|; examples, zero directions, draws, zero directions with loss, draws
+    /// with loss).
     /// (`DLMFIT01`, before the watched value and the sigma range, is refused.)
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut o =
@@ -328,6 +340,7 @@ impl FitState {
                 r.sigma_grad_abs,
                 r.epsilon,
                 r.zero_rate,
+                r.zero_rate_with_loss,
             ] {
                 f(&mut o, v);
             }
@@ -350,7 +363,13 @@ impl FitState {
                 ] {
                     f(&mut o, v);
                 }
-                for v in [t.examples, t.zero_directions, t.draws] {
+                for v in [
+                    t.examples,
+                    t.zero_directions,
+                    t.draws,
+                    t.zero_with_loss,
+                    t.draws_with_loss,
+                ] {
                     u(&mut o, v as u64);
                 }
             }
@@ -402,6 +421,7 @@ impl FitState {
                 sigma_grad_abs: r.f64().map_err(&bad)?,
                 epsilon: r.f64().map_err(&bad)?,
                 zero_rate: r.f64().map_err(&bad)?,
+                zero_rate_with_loss: r.f64().map_err(&bad)?,
             });
         }
         let cursor = match r.u8().map_err(&bad)? {
@@ -415,7 +435,7 @@ impl FitState {
                 }
                 let [monitored, watched, perturbed, sigma, sigma_min, sigma_max, sigma_grad_abs] =
                     fl;
-                let mut ints = [0usize; 3];
+                let mut ints = [0usize; 5];
                 for v in &mut ints {
                     *v = usize::try_from(r.u64().map_err(&bad)?)
                         .map_err(|_| bad("cursor count out of range".into()))?;
@@ -434,6 +454,8 @@ impl FitState {
                         examples: ints[0],
                         zero_directions: ints[1],
                         draws: ints[2],
+                        zero_with_loss: ints[3],
+                        draws_with_loss: ints[4],
                     },
                 })
             }

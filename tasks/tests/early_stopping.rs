@@ -32,6 +32,7 @@ impl Task for Scripted {
             sigma_grad_abs: 0.1,
             epsilon: -1.0,
             zero_rate: 0.0,
+            zero_rate_with_loss: 0.0,
         }))
     }
 }
