@@ -147,6 +147,18 @@ pub struct TrainArgs {
     /// 0.5,0.8].
     #[arg(long)]
     pub(crate) eps_band: Option<String>,
+    /// Stop training once this many seconds of training have passed in this invocation (after
+    /// the current step), then evaluate and save as usual; the JSON says
+    /// `stopped_by: "time_budget"`. Not stored in checkpoints.
+    #[arg(long)]
+    pub(crate) time_budget: Option<f64>,
+    /// k-NN: measure test accuracy (k = the first of --eval-k) on the first --eval-subset
+    /// test images after every N-th epoch, into the JSON (`test_accuracy_trace`) and the plot.
+    #[arg(long)]
+    pub(crate) eval_every: Option<u64>,
+    /// Test images of --eval-every [default: 1000, or all when fewer].
+    #[arg(long)]
+    pub(crate) eval_subset: Option<usize>,
     /// Optimizer of the default sigma network: sgd (the seed's) or adam [default: sgd].
     #[arg(long, value_parser = ["sgd", "adam"])]
     pub(crate) sigma_opt: Option<String>,
@@ -286,6 +298,7 @@ impl TrainArgs {
             ("--mu-lr", self.mu_lr),
             ("--sigma-lr", self.sigma_lr),
             ("--patience-growth", self.patience_growth),
+            ("--time-budget", self.time_budget),
         ] {
             if let Some(v) = v {
                 if !(v.is_finite() && v >= 0.0) {
@@ -350,6 +363,8 @@ impl TrainArgs {
                 ),
                 ("--loss", self.loss.is_some(), SORT_STRUCTURED, fixed),
                 ("--n", self.n.is_some(), SORT, ""),
+                ("--eval-every", self.eval_every.is_some(), KNN, ""),
+                ("--eval-subset", self.eval_subset.is_some(), KNN, ""),
                 ("--train-size", self.train_size.is_some(), SORT_PATH, ""),
                 ("--test-size", self.test_size.is_some(), SORT_PATH, ""),
                 ("--test-range", self.test_range.is_some(), SORT, ""),

@@ -173,6 +173,21 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("data_checksum".into(), checksum);
     crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
+    if let Some(every) = a.eval_every {
+        let subset = a.eval_subset.unwrap_or(1000);
+        task.set_epoch_eval(Some(dlm_tasks::knn::EpochEval {
+            every,
+            subset,
+            k: ks[0],
+        }))?;
+        all.insert("eval_every".into(), every.to_string());
+        all.insert("eval_subset".into(), subset.to_string());
+    } else if a.eval_subset.is_some() {
+        return Err(DlmError::invalid(
+            "--eval-subset",
+            "applies to --eval-every; add it or remove the subset",
+        ));
+    }
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, KnnTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

@@ -28,7 +28,7 @@ type Series = (&'static str, fn(&EpochRecord) -> f64, RGBColor);
 /// Writes stacked panels over epochs to an SVG file: training loss (noiseless), sigma (mean,
 /// min and max over the epoch's examples), |eps| and the zero-direction rate of the estimator.
 pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    let panels: Vec<(&str, Vec<Series>)> = vec![
+    let mut panels: Vec<(&str, Vec<Series>)> = vec![
         (
             "training loss (noiseless)",
             vec![("loss", |r| r.loss, BLUE)],
@@ -50,6 +50,16 @@ pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
             ],
         ),
     ];
+    if history.iter().any(|r| r.test_accuracy.is_some()) {
+        panels.push((
+            "test accuracy (subset, --eval-every)",
+            vec![(
+                "accuracy",
+                |r| r.test_accuracy.unwrap_or(f64::NAN),
+                RGBColor(0, 128, 0),
+            )],
+        ));
+    }
     let mut svg = String::new();
     {
         let root =

@@ -46,6 +46,8 @@ pub struct EpochRecord {
     pub zero_rate: f64,
     /// The same among the draws of examples with loss left (0 when there were none).
     pub zero_rate_with_loss: f64,
+    /// Test accuracy measured after this epoch (k-NN `--eval-every`), if measured.
+    pub test_accuracy: Option<f64>,
 }
 
 /// Sums of the step statistics of an epoch so far (weighted by batch size); the epoch's
@@ -141,6 +143,7 @@ impl StepTotals {
             epsilon,
             zero_rate: self.zero_directions as f64 / self.draws.max(1) as f64,
             zero_rate_with_loss: self.zero_with_loss as f64 / self.draws_with_loss.max(1) as f64,
+            test_accuracy: None,
         }
     }
 }
@@ -300,14 +303,14 @@ impl Default for FitState {
 
 const STATE_MAGIC: &[u8; 8] = b"DLMFIT02";
 /// Bytes of one epoch record in [`FitState::to_bytes`].
-const RECORD_BYTES: usize = 8 + 10 * 8;
+const RECORD_BYTES: usize = 8 + 11 * 8;
 
 impl FitState {
     /// Binary form, little-endian: magic `b"DLMFIT02"`; `u64` epochs done; `f64` best; `u64`
     /// best epoch; `u8` stopped early; `f64` seconds; `u64` window length and its `f64`s;
-    /// `u64` history length and per record `u64` epoch and ten `f64` (loss, watched,
+    /// `u64` history length and per record `u64` epoch and eleven `f64` (loss, watched,
     /// perturbed loss, sigma, sigma min, sigma max, |d loss / d sigma|, eps, zero rate, zero
-    /// rate with loss); `u8` cursor present, then `u64` epoch, `u64` step, seven `f64` and five
+    /// rate with loss, test accuracy); `u8` cursor present, then `u64` epoch, `u64` step, seven `f64` and five
     /// `u64` totals (monitored, watched, perturbed, sigma, sigma min, sigma max,
     /// |d loss / d sigma|; examples, zero directions, draws, zero directions with loss, draws
     /// with loss).
@@ -341,6 +344,7 @@ impl FitState {
                 r.epsilon,
                 r.zero_rate,
                 r.zero_rate_with_loss,
+                r.test_accuracy.unwrap_or(f64::NAN),
             ] {
                 f(&mut o, v);
             }
@@ -422,6 +426,7 @@ impl FitState {
                 epsilon: r.f64().map_err(&bad)?,
                 zero_rate: r.f64().map_err(&bad)?,
                 zero_rate_with_loss: r.f64().map_err(&bad)?,
+                test_accuracy: Some(r.f64().map_err(&bad)?).filter(|v| !v.is_nan()),
             });
         }
         let cursor = match r.u8().map_err(&bad)? {

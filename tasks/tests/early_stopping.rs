@@ -33,6 +33,7 @@ impl Task for Scripted {
             epsilon: -1.0,
             zero_rate: 0.0,
             zero_rate_with_loss: 0.0,
+            test_accuracy: (epoch == 1).then_some(0.5),
         }))
     }
 }
@@ -143,6 +144,13 @@ fn the_watched_metric_and_sigma_range_survive_the_training_state() {
     let back = FitState::from_bytes(&state.to_bytes(), "test").unwrap();
     assert_eq!(back, state);
     assert_eq!(back.history[2].watched, 0.25);
+    assert_eq!(
+        back.history
+            .iter()
+            .map(|r| r.test_accuracy)
+            .collect::<Vec<_>>(),
+        [None, Some(0.5), None]
+    );
     assert_eq!(
         (back.history[0].sigma_min, back.history[0].sigma_max),
         (0.5, 2.0)
