@@ -119,9 +119,9 @@ pub struct TrainArgs {
     /// topk:k=K).
     #[arg(long)]
     pub(crate) structure: Option<String>,
-    /// Task loss (sort default: hamming, which sorts d = 50 and 100 without error where the
-    /// official +-x^2 loss, `sort`, leaves small numbers misplaced, see docs/results.md;
-    /// structured: required; knn always uses label-mismatch).
+    /// Task loss (sort default: hamming; the official +-x^2 loss, `sort`, also sorts d = 50
+    /// and 100 without error but needs longer runs, see docs/results.md; structured:
+    /// required; knn always uses label-mismatch).
     #[arg(long)]
     pub(crate) loss: Option<String>,
     /// The mu scorer [default: sort mlp:sizes=1-32-N; structured mlp:sizes=F-M, a linear

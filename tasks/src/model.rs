@@ -250,7 +250,11 @@ impl PerturbedModel {
             sigma_mean: sigma.mean().unwrap_or(0.0),
             sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
             sigma_max: sigma.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            sigma_grad_abs: e.grad_sigma.iter().map(|g| g.abs()).sum::<f64>() * scale,
+            sigma_grad_abs: if matches!(self.sigma, NoiseScale::None) {
+                0.0
+            } else {
+                e.grad_sigma.iter().map(|g| g.abs()).sum::<f64>() * scale
+            },
             zero_with_loss: dlm_core::adaptive::zero_directions_with_loss(&e),
             zero_directions: e.diagnostics.zero_directions,
             total_draws: e.diagnostics.total_draws,
@@ -413,7 +417,8 @@ pub struct StepStats {
     /// Largest noise scale of the batch.
     pub sigma_max: f64,
     /// Mean over the batch of `|d loss / d sigma|` of each example (the estimator's sigma
-    /// gradient, before the batch mean and the optimizer), whatever the sigma mode.
+    /// gradient, before the batch mean and the optimizer), for a learned or fixed sigma; 0 for
+    /// no noise (the noise model must not matter then).
     pub sigma_grad_abs: f64,
     /// Draws whose DLM direction was zero.
     pub zero_directions: usize,
