@@ -79,7 +79,15 @@ pub struct TrainArgs {
     /// [default: sort 50, knn 0, structured 0].
     #[arg(long)]
     pub(crate) patience: Option<u64>,
-    /// Early stopping watches the mean training loss of this many recent epochs.
+    /// Patience that grows with the run: early stopping waits
+    /// max(--patience, F x (best epoch + 1)) epochs without improvement [default: sort 1 (a
+    /// run waits as long as it took to reach its best; the seed's +-x^2 loss stalls for 50-65
+    /// epochs before it sorts everything), knn and structured 0 (the fixed patience)].
+    #[arg(long)]
+    pub(crate) patience_growth: Option<f64>,
+    /// Early stopping watches the mean of this many recent epochs of the task's metric (sort:
+    /// the fraction of wrong positions of the noiseless predictions on the training batches;
+    /// knn and structured: the training loss).
     #[arg(long, default_value_t = 10)]
     pub(crate) smooth: usize,
     /// Learning rate of the default mu (Adam) [default: sort 0.1, knn 1e-3, structured 0.01].
@@ -111,9 +119,9 @@ pub struct TrainArgs {
     /// topk:k=K).
     #[arg(long)]
     pub(crate) structure: Option<String>,
-    /// Task loss (sort default: hamming, which sorts d = 50 and 100 without error where the
-    /// official +-x^2 loss, `sort`, leaves small numbers misplaced, see docs/results.md;
-    /// structured: required; knn always uses label-mismatch).
+    /// Task loss (sort default: hamming; the official +-x^2 loss, `sort`, also sorts d = 50
+    /// and 100 without error but needs longer runs, see docs/results.md; structured:
+    /// required; knn always uses label-mismatch).
     #[arg(long)]
     pub(crate) loss: Option<String>,
     /// The mu scorer [default: sort mlp:sizes=1-32-N; structured mlp:sizes=F-M, a linear
@@ -123,6 +131,37 @@ pub struct TrainArgs {
     /// The sigma scorer [default: mlp:sizes=IN-1,out=softplus with SGD at --sigma-lr].
     #[arg(long = "sigma-net")]
     pub(crate) sigma_net: Option<String>,
+    /// Start a learned sigma at V for every input: the default sigma network's last layer gets
+    /// zero weights and the bias softplus^-1(V) (mlp options out_init_scale=0,
+    /// bias_init=...). Without it the default network starts wherever its random weights put
+    /// it (about 0.8 on digits).
+    #[arg(long)]
+    pub(crate) sigma_init: Option<f64>,
+    /// DLM's eps policy: seed (grow |eps| by 10 % while every direction of a batch is zero, up
+    /// to --max-epsilon, never shrink) or adaptive (|eps| relative to the spread of the scores,
+    /// grown and shrunk between batches to hold the zero-direction rate in --eps-band; see
+    /// dlm_core::adaptive for what that does to the bias) [default: seed].
+    #[arg(long, value_parser = ["seed", "adaptive"])]
+    pub(crate) eps_policy: Option<String>,
+    /// Target band LO,HI of the zero-direction rate for --eps-policy adaptive [default:
+    /// 0.5,0.8].
+    #[arg(long)]
+    pub(crate) eps_band: Option<String>,
+    /// Stop training once this many seconds of training have passed in this invocation (after
+    /// the current step), then evaluate and save as usual; the JSON says
+    /// `stopped_by: "time_budget"`. Not stored in checkpoints.
+    #[arg(long)]
+    pub(crate) time_budget: Option<f64>,
+    /// k-NN: measure test accuracy (k = the first of --eval-k) on the first --eval-subset
+    /// test images after every N-th epoch, into the JSON (`test_accuracy_trace`) and the plot.
+    #[arg(long)]
+    pub(crate) eval_every: Option<u64>,
+    /// Test images of --eval-every [default: 1000, or all when fewer].
+    #[arg(long)]
+    pub(crate) eval_subset: Option<usize>,
+    /// Optimizer of the default sigma network: sgd (the seed's) or adam [default: sgd].
+    #[arg(long, value_parser = ["sgd", "adam"])]
+    pub(crate) sigma_opt: Option<String>,
     /// Test sequences (sort), generated test instances (shortest-path) [default: 1000].
     #[arg(long)]
     pub(crate) test_size: Option<usize>,
@@ -255,7 +294,12 @@ impl TrainArgs {
     /// Refuses options that the chosen task does not use (an option is never silently
     /// ignored), and checks the learning rates.
     pub(crate) fn check(&self) -> Result<()> {
-        for (name, v) in [("--mu-lr", self.mu_lr), ("--sigma-lr", self.sigma_lr)] {
+        for (name, v) in [
+            ("--mu-lr", self.mu_lr),
+            ("--sigma-lr", self.sigma_lr),
+            ("--patience-growth", self.patience_growth),
+            ("--time-budget", self.time_budget),
+        ] {
             if let Some(v) = v {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(DlmError::invalid(
@@ -263,6 +307,32 @@ impl TrainArgs {
                         format!("{v}: must be finite and >= 0"),
                     ));
                 }
+            }
+        }
+        if let Some(v) = self.sigma_init {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(DlmError::invalid(
+                    "--sigma-init",
+                    format!("{v}: must be finite and > 0 (a noise scale)"),
+                ));
+            }
+        }
+        for (name, given) in [
+            ("--sigma-init", self.sigma_init.is_some()),
+            ("--sigma-opt", self.sigma_opt.is_some()),
+        ] {
+            if given && self.sigma_net.is_some() {
+                return Err(DlmError::invalid(
+                    name,
+                    "sets up the default sigma network; with --sigma-net write it into the \
+                     spec (mlp options bias_init=, out_init_scale=, opt=)",
+                ));
+            }
+            if given && matches!(self.sigma, Some(SigmaChoice::Fixed(_) | SigmaChoice::None)) {
+                return Err(DlmError::invalid(
+                    name,
+                    "applies to a learned sigma (--sigma learned); remove it",
+                ));
             }
         }
         const SORT: &[&str] = &["sort"];
@@ -293,6 +363,8 @@ impl TrainArgs {
                 ),
                 ("--loss", self.loss.is_some(), SORT_STRUCTURED, fixed),
                 ("--n", self.n.is_some(), SORT, ""),
+                ("--eval-every", self.eval_every.is_some(), KNN, ""),
+                ("--eval-subset", self.eval_subset.is_some(), KNN, ""),
                 ("--train-size", self.train_size.is_some(), SORT_PATH, ""),
                 ("--test-size", self.test_size.is_some(), SORT_PATH, ""),
                 ("--test-range", self.test_range.is_some(), SORT, ""),

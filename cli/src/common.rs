@@ -291,3 +291,74 @@ pub fn estimator_choice(
         sigma_default,
     })
 }
+
+/// The default sigma network on inputs of width `width`: a softplus linear layer with
+/// `--sigma-opt` (default SGD) at learning rate `lr`, seeded by `seed`; with `--sigma-init V`
+/// its last layer starts with zero weights and the bias `softplus^-1(V)`, so that sigma(x) = V
+/// for every input at the start.
+pub(crate) fn default_sigma_net(
+    a: &crate::args::TrainArgs,
+    width: usize,
+    lr: f64,
+    seed: u64,
+) -> String {
+    let opt = a.sigma_opt.as_deref().unwrap_or("sgd");
+    let mut s = format!("mlp:sizes={width}-1,out=softplus,opt={opt},lr={lr},seed={seed}");
+    if let Some(v) = a.sigma_init {
+        s.push_str(&format!(
+            ",out_init_scale=0,bias_init={}",
+            inverse_softplus(v)
+        ));
+    }
+    s
+}
+
+/// `softplus^-1(v) = ln(exp(v) - 1)`, computed stably (`v + ln(1 - exp(-v))`) for `v > 0`.
+pub(crate) fn inverse_softplus(v: f64) -> f64 {
+    v + (-(-v).exp()).ln_1p()
+}
+
+/// Applies `--eps-policy` / `--eps-band` to `model` (built with the DLM settings it will use)
+/// and records them in the run's settings (only for the adaptive policy, so that the seed
+/// policy's checkpoints are unchanged). Refuses them with another estimator, and a band
+/// without the adaptive policy.
+pub(crate) fn apply_eps_policy(
+    a: &crate::args::TrainArgs,
+    model: &mut dlm_tasks::PerturbedModel,
+    settings: &mut std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let adaptive = a.eps_policy.as_deref() == Some("adaptive");
+    if !adaptive {
+        if a.eps_band.is_some() {
+            return Err(DlmError::invalid(
+                "--eps-band",
+                "applies to --eps-policy adaptive; add it or remove the band",
+            ));
+        }
+        return Ok(());
+    }
+    if model.estimator_name() != "dlm" {
+        return Err(DlmError::invalid(
+            "--eps-policy",
+            format!(
+                "the eps policy is DLM's; estimator '{}' has none",
+                model.estimator_name()
+            ),
+        ));
+    }
+    let band = match &a.eps_band {
+        None => (0.5, 0.8),
+        Some(b) => parse_range(b).map_err(|_| {
+            DlmError::invalid(
+                "--eps-band",
+                format!("'{b}': write LO,HI with 0 <= LO < HI <= 1"),
+            )
+        })?,
+    };
+    let policy = dlm_core::adaptive::AdaptiveDlm::new(model.estimator().clone(), band)
+        .map_err(|e| DlmError::invalid("--eps-band", e.to_string()))?;
+    model.set_estimator(Box::new(policy))?;
+    settings.insert("eps_policy".into(), "adaptive".into());
+    settings.insert("eps_band".into(), format!("{},{}", band.0, band.1));
+    Ok(())
+}

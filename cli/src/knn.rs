@@ -133,10 +133,7 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
         }),
         sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
-            format!(
-                "mlp:sizes={d}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
-                a.seed.wrapping_add(1)
-            )
+            crate::common::default_sigma_net(a, d, sigma_lr, a.seed.wrapping_add(1))
         }),
     };
     let settings = KnnSettings {
@@ -172,9 +169,25 @@ pub fn train_knn(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     h.insert("seed".into(), a.seed.to_string());
     h.insert("eval_k".into(), eval_k.clone());
     let epochs = a.epochs.unwrap_or(15);
-    let fit = fit_options(a, epochs, a.patience.unwrap_or(0));
+    let fit = fit_options(a, epochs, a.patience.unwrap_or(0), 0.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("data_checksum".into(), checksum);
+    crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
+    if let Some(every) = a.eval_every {
+        let subset = a.eval_subset.unwrap_or(1000);
+        task.set_epoch_eval(Some(dlm_tasks::knn::EpochEval {
+            every,
+            subset,
+            k: ks[0],
+        }))?;
+        all.insert("eval_every".into(), every.to_string());
+        all.insert("eval_subset".into(), subset.to_string());
+    } else if a.eval_subset.is_some() {
+        return Err(DlmError::invalid(
+            "--eval-subset",
+            "applies to --eval-every; add it or remove the subset",
+        ));
+    }
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, KnnTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

@@ -23,26 +23,59 @@ fn series_range(v: &[f64]) -> (f64, f64) {
     }
 }
 
-/// Writes three stacked panels (training loss, sigma, |eps|) over epochs to an SVG file.
+type Series = (&'static str, fn(&EpochRecord) -> f64, RGBColor);
+
+/// Writes stacked panels over epochs to an SVG file: training loss (noiseless), sigma (mean,
+/// min and max over the epoch's examples), |eps| and the zero-direction rate of the estimator.
 pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let mut panels: Vec<(&str, Vec<Series>)> = vec![
+        (
+            "training loss (noiseless)",
+            vec![("loss", |r| r.loss, BLUE)],
+        ),
+        (
+            "sigma (mean; min and max over the epoch)",
+            vec![
+                ("mean", |r| r.sigma, BLUE),
+                ("min", |r| r.sigma_min, RGBColor(150, 150, 150)),
+                ("max", |r| r.sigma_max, RGBColor(150, 150, 150)),
+            ],
+        ),
+        ("|epsilon|", vec![("|eps|", |r| r.epsilon.abs(), BLUE)]),
+        (
+            "zero-direction rate (red: all draws; blue: draws of examples with loss left)",
+            vec![
+                ("zero rate", |r| r.zero_rate, RED),
+                ("among examples with loss", |r| r.zero_rate_with_loss, BLUE),
+            ],
+        ),
+    ];
+    if history.iter().any(|r| r.test_accuracy.is_some()) {
+        panels.push((
+            "test accuracy (subset, --eval-every)",
+            vec![(
+                "accuracy",
+                |r| r.test_accuracy.unwrap_or(f64::NAN),
+                RGBColor(0, 128, 0),
+            )],
+        ));
+    }
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (900, 900)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (900, 300 * panels.len() as u32)).into_drawing_area();
         let err = |e: String| DlmError::invalid("plot", e);
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let panels = root.split_evenly((3, 1));
+        let areas = root.split_evenly((panels.len(), 1));
         let epochs = history.len().max(1) as f64;
-        type Series = (&'static str, fn(&EpochRecord) -> f64);
-        let pick: [Series; 3] = [
-            ("training loss (noiseless)", |r| r.loss),
-            ("sigma (mean)", |r| r.sigma),
-            ("|epsilon|", |r| r.epsilon.abs()),
-        ];
-        for (area, (title, f)) in panels.iter().zip(pick.iter()) {
-            let ys: Vec<f64> = history.iter().map(*f).collect();
-            let (lo, hi) = series_range(&ys);
+        for (area, (title, series)) in areas.iter().zip(&panels) {
+            let all: Vec<f64> = series
+                .iter()
+                .flat_map(|(_, f, _)| history.iter().map(f))
+                .collect();
+            let (lo, hi) = series_range(&all);
             let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 18))
+                .caption(*title, ("sans-serif", 18))
                 .margin(10)
                 .x_label_area_size(30)
                 .y_label_area_size(60)
@@ -53,12 +86,18 @@ pub fn training_svg(path: &Path, history: &[EpochRecord]) -> Result<()> {
                 .x_desc("epoch")
                 .draw()
                 .map_err(|e| err(e.to_string()))?;
-            chart
-                .draw_series(LineSeries::new(
-                    ys.iter().enumerate().map(|(i, &y)| (i as f64, y)),
-                    &BLUE,
-                ))
-                .map_err(|e| err(e.to_string()))?;
+            for (_, f, color) in series {
+                chart
+                    .draw_series(LineSeries::new(
+                        history
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| (i as f64, f(r)))
+                            .filter(|(_, y)| y.is_finite()),
+                        color,
+                    ))
+                    .map_err(|e| err(e.to_string()))?;
+            }
         }
         root.present().map_err(|e| err(e.to_string()))?;
     }

@@ -35,7 +35,7 @@ pub(crate) const RUN_FLAGS: &[&str] = &[
 ];
 
 /// Options of this invocation only, never stored.
-const LOCAL_FLAGS: &[&str] = &["--quiet", "--resume"];
+const LOCAL_FLAGS: &[&str] = &["--quiet", "--resume", "--time-budget"];
 
 /// Options holding paths, stored absolute so that a run resumes from any directory.
 const PATH_FLAGS: &[&str] = &["--save", "--plot", "--checkpoint", "--data-dir"];
@@ -70,13 +70,53 @@ pub(crate) struct Trained {
     pub(crate) report: FitReport,
     /// The signal that interrupted the run (also when it came after training).
     pub(crate) signal: Option<i32>,
+    /// Whether `--time-budget` ended training.
+    pub(crate) time_budget: bool,
 }
 
 impl Trained {
-    /// Adds `partial` (training stopped before its end) and `interrupted_by` to the JSON.
+    /// Adds `partial` (training stopped before its end), `interrupted_by` and the per-epoch
+    /// traces to the JSON.
     pub(crate) fn add_json(&self, v: &mut serde_json::Value) {
         if let Some(o) = v.as_object_mut() {
+            let h = &self.report.history;
+            let col = |f: fn(&dlm_tasks::trainer::EpochRecord) -> f64| -> serde_json::Value {
+                h.iter().map(|r| crate::common::num(f(r))).collect()
+            };
+            o.insert(
+                "sigma_trace".into(),
+                serde_json::json!({
+                    "mean": col(|r| r.sigma),
+                    "min": col(|r| r.sigma_min),
+                    "max": col(|r| r.sigma_max),
+                    "grad_abs_mean": col(|r| r.sigma_grad_abs),
+                }),
+            );
+            o.insert("epsilon_trace".into(), col(|r| r.epsilon));
+            o.insert("zero_rate_trace".into(), col(|r| r.zero_rate));
+            o.insert(
+                "zero_rate_with_loss_trace".into(),
+                col(|r| r.zero_rate_with_loss),
+            );
+            o.insert("train_loss_trace".into(), col(|r| r.loss));
+            o.insert("watched_trace".into(), col(|r| r.watched));
+            if h.iter().any(|r| r.test_accuracy.is_some()) {
+                o.insert(
+                    "test_accuracy_trace".into(),
+                    col(|r| r.test_accuracy.unwrap_or(f64::NAN)),
+                );
+            }
             o.insert("partial".into(), self.report.interrupted.into());
+            let by = if self.signal.is_some() {
+                "signal"
+            } else if self.time_budget {
+                "time_budget"
+            } else if self.report.stopped_early {
+                "early_stopping"
+            } else {
+                "max_epochs"
+            };
+            o.insert("stopped_by".into(), by.into());
             o.insert(
                 "interrupted_by".into(),
                 self.signal
@@ -411,6 +451,7 @@ impl RunSetup {
             last: Instant::now(),
             max_epochs: options.max_epochs,
             capture: &capture,
+            budget: self.args.time_budget.map(|b| (Instant::now(), b)),
         };
         interrupt::arm();
         let report = fit_with(task, options, &mut state, &mut hooks);
@@ -428,7 +469,18 @@ impl RunSetup {
             m.write(&o.target)?;
         }
         let signal = interrupt::requested();
-        if report.interrupted && !quiet {
+        let time_budget = report.interrupted && signal.is_none() && hooks.over_budget();
+        if time_budget && !quiet {
+            eprintln!(
+                "time budget of {} s reached after {} epochs{}; evaluating the model as it is",
+                self.args.time_budget.unwrap_or(0.0),
+                state.epochs_done,
+                state
+                    .cursor
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" and {} steps", c.step))
+            );
+        } else if report.interrupted && !quiet {
             let at = state.cursor.as_ref().map_or(String::new(), |c| {
                 format!(" and {} steps of the next", c.step)
             });
@@ -446,7 +498,11 @@ impl RunSetup {
                 ),
             }
         }
-        Ok(Trained { report, signal })
+        Ok(Trained {
+            report,
+            signal,
+            time_budget,
+        })
     }
 }
 
@@ -480,6 +536,15 @@ struct Hooks<'a, T> {
     last: Instant,
     max_epochs: u64,
     capture: &'a Capture<'a, T>,
+    /// `--time-budget`: when this invocation's training started, and the seconds it may run.
+    budget: Option<(Instant, f64)>,
+}
+
+impl<T> Hooks<'_, T> {
+    fn over_budget(&self) -> bool {
+        self.budget
+            .is_some_and(|(start, b)| start.elapsed().as_secs_f64() >= b)
+    }
 }
 
 impl<T: Task> FitHooks<T> for Hooks<'_, T> {
@@ -488,7 +553,7 @@ impl<T: Task> FitHooks<T> for Hooks<'_, T> {
     }
 
     fn stop(&self) -> bool {
-        interrupt::requested().is_some()
+        interrupt::requested().is_some() || self.over_budget()
     }
 
     fn after_epoch(&mut self, task: &T, state: &FitState) -> Result<()> {

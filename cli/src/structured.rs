@@ -378,10 +378,7 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
             (Some(s), _) => s.clone(),
             (None, SigmaChoice::Learned) => {
                 let f = flat_features(&data, "sigma network", "--sigma-net")?;
-                format!(
-                    "mlp:sizes={f}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
-                    a.seed.wrapping_add(1)
-                )
+                crate::common::default_sigma_net(a, f, sigma_lr, a.seed.wrapping_add(1))
             }
             (None, _) => String::new(),
         },
@@ -418,12 +415,13 @@ fn train_source(reg: &Registry, run: &RunSetup, src: Source) -> Result<ExitCode>
     h.insert("shape".into(), join(&task.data().shape));
     h.insert("features".into(), join(&task.data().features));
     let epochs = a.epochs.unwrap_or(50);
-    let fit = fit_options(a, epochs, a.patience.unwrap_or(0));
+    let fit = fit_options(a, epochs, a.patience.unwrap_or(0), 0.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.remove("data");
     all.extend(identity);
     // Before any training or checkpoint state: a resumed run reports the same untrained metrics.
     let untrained = evaluate(&mut task, Part::Test, regret)?;
+    crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, StructuredTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

@@ -67,10 +67,16 @@ pub fn train(reg: &Registry, a: &TrainArgs) -> Result<ExitCode> {
 }
 
 /// The trainer's settings of `a` (the same for every task but the defaults).
-pub(crate) fn fit_options(a: &TrainArgs, epochs: u64, patience: u64) -> FitOptions {
+pub(crate) fn fit_options(
+    a: &TrainArgs,
+    epochs: u64,
+    patience: u64,
+    patience_growth: f64,
+) -> FitOptions {
     FitOptions {
         max_epochs: epochs,
         patience,
+        patience_growth: a.patience_growth.unwrap_or(patience_growth),
         min_delta: 0.0,
         window: a.smooth,
     }
@@ -89,6 +95,10 @@ pub(crate) fn common_settings(
     s.insert("escape_factor".into(), estimator.escape_factor.to_string());
     s.insert("patience".into(), fit.patience.to_string());
     s.insert("smooth".into(), fit.window.to_string());
+    if fit.patience_growth != 0.0 {
+        // (Absent when 0, so that checkpoints of runs without it still resume.)
+        s.insert("patience_growth".into(), fit.patience_growth.to_string());
+    }
     s.insert("min_delta".into(), fit.min_delta.to_string());
     s
 }
@@ -119,10 +129,7 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
             .unwrap_or_else(|| format!("mlp:sizes=1-32-{n},opt=adam,lr={mu_lr},seed={}", a.seed)),
         sigma_mode,
         sigma_net: a.sigma_net.clone().unwrap_or_else(|| {
-            format!(
-                "mlp:sizes={n}-1,out=softplus,opt=sgd,lr={sigma_lr},seed={}",
-                a.seed.wrapping_add(1)
-            )
+            crate::common::default_sigma_net(a, n, sigma_lr, a.seed.wrapping_add(1))
         }),
     };
     let settings = SortSettings {
@@ -144,11 +151,12 @@ fn train_sort(reg: &Registry, run: &RunSetup) -> Result<ExitCode> {
     }
     let mut header = sort_header(&task, &specs, a.seed);
     header.insert("estimator".into(), estimator_spec.clone());
-    let fit = fit_options(a, epochs, patience);
+    let fit = fit_options(a, epochs, patience, 1.0);
     let mut all = common_settings(&header, &task.settings().estimator, &fit);
     all.insert("train_size".into(), task.settings().train_size.to_string());
     all.insert("test_size".into(), test_size.to_string());
     all.insert("test_range".into(), format!("{},{}", range.0, range.1));
+    crate::common::apply_eps_policy(a, task.model_mut(), &mut all)?;
     let state = run.start(task.model_mut(), &all, epochs)?;
     let trained = run.train(&mut task, SortTask::model, &header, &all, &fit, state)?;
     let report = &trained.report;

@@ -104,6 +104,13 @@ fn sort_resume_is_bit_identical_with_two_threads() {
     straight_vs_resumed(SORT, "7", "12", ["1", "2", "1"]);
 }
 
+#[test]
+fn sort_resume_is_bit_identical_with_the_adaptive_eps_policy() {
+    // The policy's relative eps changes every batch: a checkpoint must carry it.
+    let base = [SORT, &["--eps-policy", "adaptive", "--eps-band", "0.2,0.5"]].concat();
+    straight_vs_resumed(&base, "20", "40", ["2", "2", "2"]);
+}
+
 /// The k-NN task on the embedded digits, with a small embedding to stay fast.
 const KNN: &[&str] = &[
     "train",

@@ -15,6 +15,18 @@
 //! batch gives a zero direction while the loss is still positive, `|eps|` is multiplied by
 //! `escape_factor` and the augmented solves are repeated, up to `max_abs_epsilon`.
 //!
+//! **What `eps` does to the estimate.** The direction is a finite difference of the perturbed
+//! expected loss in `eps`; it is the gradient only in the limit `eps -> 0`. A larger `|eps|`
+//! (relative to the spread of the scores) gives a **larger finite-difference bias** — the
+//! estimate becomes the gradient of a loss-augmented, smoothed objective, and its size shrinks
+//! as `1/eps` once the augmented argmax has reached the truth — but fewer zero directions. A
+//! smaller `|eps|` gives a smaller bias but **more zero directions**: fewer informative draws,
+//! a higher-variance estimate, and no gradient at all when every direction is zero. The seed's
+//! escape only grows `|eps|`, to an absolute cap; when the scores grow during training (an
+//! embedding whose distances grow), a capped `|eps|` ends with almost every direction zero. The
+//! adaptive policy ([`crate::adaptive`], `--eps-policy adaptive`) keeps `|eps|` relative to
+//! the scores' spread and holds the zero-direction rate in a band, trading the two explicitly.
+//!
 //! The noise of (epoch, example, draw) comes from [`noise_rng`], so the estimate does not
 //! depend on the number of threads: pairs are solved in parallel and reduced in a fixed order.
 //!

@@ -19,6 +19,7 @@
 //! `d E[l] / d theta`.
 
 pub mod abi_hash;
+pub mod adaptive;
 pub mod config;
 pub mod error;
 pub mod estimator;

@@ -10,6 +10,8 @@
 //!   resume;
 //! * `arg.--FLAG=VALUE`: the command-line options that rebuild the run;
 //! * `epsilon_bits`: the current `eps` as the hexadecimal bits of the `f64` (exact);
+//! * `estimator_state.NAME`: every other value of the estimator's state (e.g. the adaptive
+//!   eps policy's `eps_relative`), as hexadecimal bits;
 //! * sections `mu` (and `sigma` when learned): the scorers as their `save` writes them, which
 //!   for the built-in `mlp` includes the optimizer state (step count, Adam moments or SGD
 //!   momentum);
@@ -34,6 +36,7 @@ pub const VERSION: u32 = 1;
 
 const SETTING: &str = "setting.";
 const ARG: &str = "arg.";
+const ESTIMATOR_STATE: &str = "estimator_state.";
 
 /// A checkpoint's contents, split up.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +51,8 @@ pub struct Checkpoint {
     pub state: FitState,
     /// The exact current `eps`.
     pub epsilon: f64,
+    /// The estimator's other state values (not `epsilon`).
+    pub estimator_values: BTreeMap<String, f64>,
     /// The scorer sections (`mu`, `sigma`).
     pub sections: Vec<(String, Vec<u8>)>,
 }
@@ -86,6 +91,13 @@ impl Checkpoint {
             args: args.to_vec(),
             state: state.clone(),
             epsilon: model.epsilon(),
+            estimator_values: model
+                .estimator_state()
+                .values()
+                .iter()
+                .filter(|(k, _)| k.as_str() != dlm_core::estimator::EPSILON_STATE)
+                .map(|(k, &v)| (k.clone(), v))
+                .collect(),
             sections: m.sections,
         })
     }
@@ -103,6 +115,13 @@ impl Checkpoint {
             format!("{:016x}", self.epsilon.to_bits()),
         );
         h.insert("epochs_done".into(), self.state.epochs_done.to_string());
+        for (k, v) in &self.estimator_values {
+            check_text(k, k)?;
+            h.insert(
+                format!("{ESTIMATOR_STATE}{k}"),
+                format!("{:016x}", v.to_bits()),
+            );
+        }
         for (k, v) in &self.settings {
             check_text(k, v)?;
             if k.contains('=') {
@@ -159,8 +178,13 @@ impl Checkpoint {
         let mut model_header = BTreeMap::new();
         let mut settings = BTreeMap::new();
         let mut args = Vec::new();
+        let mut estimator_values = BTreeMap::new();
         for (k, v) in m.header {
-            if let Some(s) = k.strip_prefix(SETTING) {
+            if let Some(name) = k.strip_prefix(ESTIMATOR_STATE) {
+                let bits = u64::from_str_radix(&v, 16)
+                    .map_err(|_| bad(format!("{k} is not 16 hexadecimal digits")))?;
+                estimator_values.insert(name.to_string(), f64::from_bits(bits));
+            } else if let Some(s) = k.strip_prefix(SETTING) {
                 settings.insert(s.to_string(), v);
             } else if let Some(a) = k.strip_prefix(ARG) {
                 args.push((a.to_string(), v));
@@ -181,6 +205,7 @@ impl Checkpoint {
             args,
             state,
             epsilon,
+            estimator_values,
             sections,
         })
     }
@@ -202,6 +227,9 @@ impl Checkpoint {
     pub fn restore(&self, model: &mut PerturbedModel, path: &Path) -> Result<()> {
         model.load_from(&self.model_file(), path)?;
         model.set_epsilon(self.epsilon);
+        for (k, &v) in &self.estimator_values {
+            model.set_estimator_value(k, v);
+        }
         Ok(())
     }
 }

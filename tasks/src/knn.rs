@@ -153,6 +153,18 @@ pub struct KnnTask {
     settings: KnnSettings,
     data: Split,
     model: PerturbedModel,
+    epoch_eval: Option<EpochEval>,
+}
+
+/// Test accuracy measured during training ([`KnnTask::set_epoch_eval`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochEval {
+    /// After every `every`-th epoch (epochs `every - 1`, `2 every - 1`, ...).
+    pub every: u64,
+    /// On the first `subset` test images (all when larger).
+    pub subset: usize,
+    /// With this `k`.
+    pub k: usize,
 }
 
 impl std::fmt::Debug for KnnTask {
@@ -218,6 +230,7 @@ impl KnnTask {
             settings,
             data,
             model,
+            epoch_eval: None,
         })
     }
 
@@ -262,6 +275,40 @@ impl KnnTask {
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         ndarray::concatenate(Axis(0), &views)
             .map_err(|e| DlmError::invalid("embeddings", e.to_string()))
+    }
+
+    /// Measures test accuracy (k-NN on the embedding, all training images as candidates) on a
+    /// subset of the test images after every `every`-th epoch, into
+    /// [`EpochRecord::test_accuracy`](crate::trainer::EpochRecord::test_accuracy) (`None` for
+    /// the other epochs). Noiseless and deterministic; it changes nothing in training.
+    pub fn set_epoch_eval(&mut self, eval: Option<EpochEval>) -> Result<()> {
+        if let Some(e) = eval {
+            if e.every == 0 || e.subset == 0 || e.k == 0 {
+                return Err(DlmError::invalid(
+                    "--eval-every",
+                    "the interval, the test subset and k must be at least 1",
+                ));
+            }
+        }
+        self.epoch_eval = eval;
+        Ok(())
+    }
+
+    fn subset_accuracy(&mut self, e: EpochEval) -> Result<f64> {
+        let m = e.subset.min(self.data.test.len());
+        let train = self.data.train.images.clone();
+        let test = self.data.test.images.slice(s![..m, ..]).to_owned();
+        let etr = self.embed(train.view())?;
+        let ete = self.embed(test.view())?;
+        let r = knn_accuracy(
+            etr.view(),
+            &self.data.train.labels,
+            ete.view(),
+            &self.data.test.labels[..m],
+            &[e.k],
+            self.data.train.classes,
+        )?;
+        Ok(r.accuracy[0].1)
     }
 
     /// Test accuracy of k-NN in embedding space, all training images as candidates.
@@ -450,7 +497,13 @@ impl Task for KnnTask {
                 }));
             }
         }
-        Ok(EpochProgress::Done(acc.record(epoch, self.model.epsilon())))
+        let mut rec = acc.record(epoch, self.model.epsilon());
+        if let Some(e) = self.epoch_eval {
+            if (epoch + 1) % e.every == 0 {
+                rec.test_accuracy = Some(self.subset_accuracy(e)?);
+            }
+        }
+        Ok(EpochProgress::Done(rec))
     }
 }
 

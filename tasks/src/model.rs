@@ -117,6 +117,12 @@ impl PerturbedModel {
         self.state.get(EPSILON_STATE).unwrap_or(self.last_epsilon)
     }
 
+    /// Sets a named value of the estimator's state other than `eps` (resuming a checkpoint of
+    /// an estimator that keeps more, e.g. the adaptive eps policy's `eps_relative`).
+    pub fn set_estimator_value(&mut self, name: &str, value: f64) {
+        self.state.set(name, value);
+    }
+
     /// Sets the current `eps` (e.g. when resuming a saved model).
     pub fn set_epsilon(&mut self, eps: f64) {
         if self.state.get(EPSILON_STATE).is_some() {
@@ -242,6 +248,14 @@ impl PerturbedModel {
             noiseless_loss: noiseless * scale,
             perturbed_loss: e.loss.mean().unwrap_or(0.0),
             sigma_mean: sigma.mean().unwrap_or(0.0),
+            sigma_min: sigma.iter().copied().fold(f64::INFINITY, f64::min),
+            sigma_max: sigma.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            sigma_grad_abs: if matches!(self.sigma, NoiseScale::None) {
+                0.0
+            } else {
+                e.grad_sigma.iter().map(|g| g.abs()).sum::<f64>() * scale
+            },
+            zero_with_loss: dlm_core::adaptive::zero_directions_with_loss(&e),
             zero_directions: e.diagnostics.zero_directions,
             total_draws: e.diagnostics.total_draws,
             predictions,
@@ -398,8 +412,19 @@ pub struct StepStats {
     pub perturbed_loss: f64,
     /// Mean noise scale over the batch.
     pub sigma_mean: f64,
+    /// Smallest noise scale of the batch.
+    pub sigma_min: f64,
+    /// Largest noise scale of the batch.
+    pub sigma_max: f64,
+    /// Mean over the batch of `|d loss / d sigma|` of each example (the estimator's sigma
+    /// gradient, before the batch mean and the optimizer), for a learned or fixed sigma; 0 for
+    /// no noise (the noise model must not matter then).
+    pub sigma_grad_abs: f64,
     /// Draws whose DLM direction was zero.
     pub zero_directions: usize,
+    /// Zero directions and draws among the examples with loss left (the rate the adaptive eps
+    /// policy holds in its band; `dlm_core::adaptive::zero_directions_with_loss`).
+    pub zero_with_loss: (usize, usize),
     /// Draws in total.
     pub total_draws: usize,
     /// The noiseless prediction (active set) of each example.

@@ -337,7 +337,10 @@ impl SortTask {
     }
 
     /// One training step on a batch (the shared [`PerturbedModel::train_step`]); the monitored
-    /// loss is the official squared loss of the noiseless predictions.
+    /// loss is the official squared loss of the noiseless predictions, and early stopping
+    /// watches their fraction of wrong positions (scale-free: the squared loss shrinks with the
+    /// size of the numbers still misplaced, and looks like a plateau while they are still
+    /// being fixed).
     fn step(&mut self, x: ArrayView2<'_, f64>, ids: &[u64], epoch: u64) -> Result<StepTotals> {
         let (b, n) = x.dim();
         let input = x
@@ -363,11 +366,22 @@ impl SortTask {
             &mut IdentityMap::new(None),
         )?;
         let mut task_loss = 0.0;
-        for (active, row) in stats.predictions.iter().zip(x.axis_iter(Axis(0))) {
+        let mut wrong = 0usize;
+        for ((active, row), t) in stats
+            .predictions
+            .iter()
+            .zip(x.axis_iter(Axis(0)))
+            .zip(&targets)
+        {
             let pos = self.model.structure.decode(&[n, n], active);
             task_loss += squared_sort_loss(row.as_slice().expect("row"), &pos);
+            wrong += pos
+                .iter()
+                .enumerate()
+                .filter(|&(j, &p)| t.truth[j] != j * n + p)
+                .count();
         }
-        Ok(StepTotals::of(&stats, task_loss, b))
+        Ok(StepTotals::of(&stats, task_loss, b).watching(wrong as f64 / n as f64))
     }
 }
 

@@ -22,16 +22,32 @@ use std::time::Instant;
 pub struct EpochRecord {
     /// Epoch number (0-based).
     pub epoch: u64,
-    /// The monitored training loss (lower is better; drives early stopping).
+    /// The task's monitored training loss (lower is better).
     pub loss: f64,
+    /// The value early stopping watches (lower is better): the task's scale-free metric where
+    /// it has one (sort: the fraction of wrong positions of the noiseless predictions), else
+    /// the monitored loss. A loss whose size shrinks with the errors that remain (the sort
+    /// task's +-x^2 loss once only small numbers are misplaced) looks like a plateau while the
+    /// errors still fall; a fraction of wrong positions does not.
+    pub watched: f64,
     /// Mean task loss of the perturbed predictions (the DLM objective) over the epoch.
     pub perturbed_loss: f64,
     /// Mean noise scale `sigma` over the epoch's examples.
     pub sigma: f64,
+    /// Smallest noise scale of the epoch's examples.
+    pub sigma_min: f64,
+    /// Largest noise scale of the epoch's examples.
+    pub sigma_max: f64,
+    /// Mean `|d loss / d sigma|` per example (see `StepStats::sigma_grad_abs`).
+    pub sigma_grad_abs: f64,
     /// The `eps` in use at the end of the epoch.
     pub epsilon: f64,
     /// Fraction of draws whose direction was zero.
     pub zero_rate: f64,
+    /// The same among the draws of examples with loss left (0 when there were none).
+    pub zero_rate_with_loss: f64,
+    /// Test accuracy measured after this epoch (k-NN `--eval-every`), if measured.
+    pub test_accuracy: Option<f64>,
 }
 
 /// Sums of the step statistics of an epoch so far (weighted by batch size); the epoch's
@@ -40,39 +56,76 @@ pub struct EpochRecord {
 pub struct StepTotals {
     /// The task's monitored metric, summed over the examples.
     pub monitored: f64,
+    /// The value early stopping watches, summed over the examples.
+    pub watched: f64,
     /// The perturbed loss, summed over the examples.
     pub perturbed: f64,
     /// The noise scale, summed over the examples.
     pub sigma: f64,
+    /// Smallest noise scale seen (meaningless while `examples` is 0).
+    pub sigma_min: f64,
+    /// Largest noise scale seen (meaningless while `examples` is 0).
+    pub sigma_max: f64,
+    /// `|d loss / d sigma|`, summed over the examples.
+    pub sigma_grad_abs: f64,
     /// Examples seen.
     pub examples: usize,
     /// Draws whose DLM direction was zero.
     pub zero_directions: usize,
     /// Draws in total.
     pub draws: usize,
+    /// Zero directions among the draws of examples with loss left.
+    pub zero_with_loss: usize,
+    /// Draws of examples with loss left.
+    pub draws_with_loss: usize,
 }
 
 impl StepTotals {
-    /// One step's totals: `monitored` is the task's metric summed over the `b` examples.
+    /// One step's totals: `monitored` is the task's metric summed over the `b` examples
+    /// (early stopping watches it too unless [`watching`](StepTotals::watching) says otherwise).
     pub fn of(s: &crate::model::StepStats, monitored: f64, b: usize) -> Self {
         StepTotals {
             monitored,
+            watched: monitored,
             perturbed: s.perturbed_loss * b as f64,
             sigma: s.sigma_mean * b as f64,
+            sigma_min: s.sigma_min,
+            sigma_max: s.sigma_max,
+            sigma_grad_abs: s.sigma_grad_abs * b as f64,
             examples: b,
             zero_directions: s.zero_directions,
             draws: s.total_draws,
+            zero_with_loss: s.zero_with_loss.0,
+            draws_with_loss: s.zero_with_loss.1,
         }
+    }
+
+    /// The same totals, with `watched` (summed over the examples) for early stopping.
+    pub fn watching(mut self, watched: f64) -> Self {
+        self.watched = watched;
+        self
     }
 
     /// Adds another step's totals.
     pub fn add(&mut self, o: &StepTotals) {
+        if o.examples > 0 {
+            if self.examples == 0 {
+                (self.sigma_min, self.sigma_max) = (o.sigma_min, o.sigma_max);
+            } else {
+                self.sigma_min = self.sigma_min.min(o.sigma_min);
+                self.sigma_max = self.sigma_max.max(o.sigma_max);
+            }
+        }
         self.monitored += o.monitored;
+        self.watched += o.watched;
+        self.sigma_grad_abs += o.sigma_grad_abs;
         self.perturbed += o.perturbed;
         self.sigma += o.sigma;
         self.examples += o.examples;
         self.zero_directions += o.zero_directions;
         self.draws += o.draws;
+        self.zero_with_loss += o.zero_with_loss;
+        self.draws_with_loss += o.draws_with_loss;
     }
 
     /// The epoch's record: per-example means.
@@ -81,10 +134,16 @@ impl StepTotals {
         EpochRecord {
             epoch,
             loss: self.monitored / n,
+            watched: self.watched / n,
             perturbed_loss: self.perturbed / n,
             sigma: self.sigma / n,
+            sigma_min: self.sigma_min,
+            sigma_max: self.sigma_max,
+            sigma_grad_abs: self.sigma_grad_abs / n,
             epsilon,
             zero_rate: self.zero_directions as f64 / self.draws.max(1) as f64,
+            zero_rate_with_loss: self.zero_with_loss as f64 / self.draws_with_loss.max(1) as f64,
+            test_accuracy: None,
         }
     }
 }
@@ -170,6 +229,13 @@ pub struct FitOptions {
     pub max_epochs: u64,
     /// Stop after this many epochs without improvement of the monitored loss (0 = never).
     pub patience: u64,
+    /// Patience that grows with the run: stop only after
+    /// `max(patience, patience_growth * (best_epoch + 1))` epochs without improvement (0 = the
+    /// fixed `patience`). A plateau that lasts longer than the fixed patience and then breaks
+    /// (the sort task with the seed's +-x^2 loss at d = 50 stalls for 50-65 epochs at a few
+    /// wrong positions per sequence after ~120 epochs of progress) ends the run at a fixed
+    /// patience; with a growth of 1 the run waits as long as it took to get there.
+    pub patience_growth: f64,
     /// An improvement must lower the best loss by more than this.
     pub min_delta: f64,
     /// Early stopping watches the mean loss of the last `window` epochs (1 = the raw loss).
@@ -183,7 +249,7 @@ pub struct FitOptions {
 pub struct FitReport {
     /// Epochs completed (in total, counting those of a resumed state).
     pub epochs_run: u64,
-    /// Best monitored (window-averaged) loss.
+    /// Best watched (window-averaged) value ([`EpochRecord::watched`]).
     pub best_loss: f64,
     /// The epoch of the best loss.
     pub best_epoch: u64,
@@ -235,16 +301,23 @@ impl Default for FitState {
     }
 }
 
-const STATE_MAGIC: &[u8; 8] = b"DLMFIT01";
+const STATE_MAGIC: &[u8; 8] = b"DLMFIT02";
+/// Bytes of one epoch record in [`FitState::to_bytes`].
+const RECORD_BYTES: usize = 8 + 11 * 8;
 
 impl FitState {
-    /// Binary form, little-endian: magic `b"DLMFIT01"`; `u64` epochs done; `f64` best; `u64`
+    /// Binary form, little-endian: magic `b"DLMFIT02"`; `u64` epochs done; `f64` best; `u64`
     /// best epoch; `u8` stopped early; `f64` seconds; `u64` window length and its `f64`s;
-    /// `u64` history length and per record `u64` epoch and five `f64` (loss, perturbed loss,
-    /// sigma, eps, zero rate); `u8` cursor present, then `u64` epoch, `u64` step, three `f64`
-    /// and three `u64` totals (monitored, perturbed, sigma; examples, zero directions, draws).
+    /// `u64` history length and per record `u64` epoch and eleven `f64` (loss, watched,
+    /// perturbed loss, sigma, sigma min, sigma max, |d loss / d sigma|, eps, zero rate, zero
+    /// rate with loss, test accuracy); `u8` cursor present, then `u64` epoch, `u64` step, seven `f64` and five
+    /// `u64` totals (monitored, watched, perturbed, sigma, sigma min, sigma max,
+    /// |d loss / d sigma|; examples, zero directions, draws, zero directions with loss, draws
+    /// with loss).
+    /// (`DLMFIT01`, before the watched value and the sigma range, is refused.)
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut o = Vec::with_capacity(64 + 48 * self.history.len() + 8 * self.recent.len());
+        let mut o =
+            Vec::with_capacity(64 + RECORD_BYTES * self.history.len() + 8 * self.recent.len());
         let u = |o: &mut Vec<u8>, v: u64| o.extend_from_slice(&v.to_le_bytes());
         let f = |o: &mut Vec<u8>, v: f64| o.extend_from_slice(&v.to_bits().to_le_bytes());
         o.extend_from_slice(STATE_MAGIC);
@@ -260,7 +333,19 @@ impl FitState {
         u(&mut o, self.history.len() as u64);
         for r in &self.history {
             u(&mut o, r.epoch);
-            for v in [r.loss, r.perturbed_loss, r.sigma, r.epsilon, r.zero_rate] {
+            for v in [
+                r.loss,
+                r.watched,
+                r.perturbed_loss,
+                r.sigma,
+                r.sigma_min,
+                r.sigma_max,
+                r.sigma_grad_abs,
+                r.epsilon,
+                r.zero_rate,
+                r.zero_rate_with_loss,
+                r.test_accuracy.unwrap_or(f64::NAN),
+            ] {
                 f(&mut o, v);
             }
         }
@@ -271,10 +356,24 @@ impl FitState {
                 u(&mut o, c.epoch);
                 u(&mut o, c.step);
                 let t = &c.totals;
-                for v in [t.monitored, t.perturbed, t.sigma] {
+                for v in [
+                    t.monitored,
+                    t.watched,
+                    t.perturbed,
+                    t.sigma,
+                    t.sigma_min,
+                    t.sigma_max,
+                    t.sigma_grad_abs,
+                ] {
                     f(&mut o, v);
                 }
-                for v in [t.examples, t.zero_directions, t.draws] {
+                for v in [
+                    t.examples,
+                    t.zero_directions,
+                    t.draws,
+                    t.zero_with_loss,
+                    t.draws_with_loss,
+                ] {
                     u(&mut o, v as u64);
                 }
             }
@@ -287,7 +386,15 @@ impl FitState {
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self> {
         let bad = |m: String| DlmError::format("training state", what, m);
         let mut r = Reader { bytes, pos: 0 };
-        if r.take(8).map_err(&bad)? != STATE_MAGIC {
+        let magic = r.take(8).map_err(&bad)?;
+        if magic == b"DLMFIT01" {
+            return Err(bad(
+                "a training state of an older dlm (DLMFIT01, before early stopping watched a \
+                 scale-free metric); start the run again"
+                    .into(),
+            ));
+        }
+        if magic != STATE_MAGIC {
             return Err(bad("bad magic (not a dlm training state)".into()));
         }
         let epochs_done = r.u64().map_err(&bad)?;
@@ -304,16 +411,22 @@ impl FitState {
         for _ in 0..n {
             recent.push_back(r.f64().map_err(&bad)?);
         }
-        let n = r.count(48).map_err(&bad)?;
+        let n = r.count(RECORD_BYTES).map_err(&bad)?;
         let mut history = Vec::with_capacity(n);
         for _ in 0..n {
             history.push(EpochRecord {
                 epoch: r.u64().map_err(&bad)?,
                 loss: r.f64().map_err(&bad)?,
+                watched: r.f64().map_err(&bad)?,
                 perturbed_loss: r.f64().map_err(&bad)?,
                 sigma: r.f64().map_err(&bad)?,
+                sigma_min: r.f64().map_err(&bad)?,
+                sigma_max: r.f64().map_err(&bad)?,
+                sigma_grad_abs: r.f64().map_err(&bad)?,
                 epsilon: r.f64().map_err(&bad)?,
                 zero_rate: r.f64().map_err(&bad)?,
+                zero_rate_with_loss: r.f64().map_err(&bad)?,
+                test_accuracy: Some(r.f64().map_err(&bad)?).filter(|v| !v.is_nan()),
             });
         }
         let cursor = match r.u8().map_err(&bad)? {
@@ -321,12 +434,13 @@ impl FitState {
             1 => {
                 let epoch = r.u64().map_err(&bad)?;
                 let step = r.u64().map_err(&bad)?;
-                let (monitored, perturbed, sigma) = (
-                    r.f64().map_err(&bad)?,
-                    r.f64().map_err(&bad)?,
-                    r.f64().map_err(&bad)?,
-                );
-                let mut ints = [0usize; 3];
+                let mut fl = [0f64; 7];
+                for v in &mut fl {
+                    *v = r.f64().map_err(&bad)?;
+                }
+                let [monitored, watched, perturbed, sigma, sigma_min, sigma_max, sigma_grad_abs] =
+                    fl;
+                let mut ints = [0usize; 5];
                 for v in &mut ints {
                     *v = usize::try_from(r.u64().map_err(&bad)?)
                         .map_err(|_| bad("cursor count out of range".into()))?;
@@ -336,11 +450,17 @@ impl FitState {
                     step,
                     totals: StepTotals {
                         monitored,
+                        watched,
                         perturbed,
                         sigma,
+                        sigma_min,
+                        sigma_max,
+                        sigma_grad_abs,
                         examples: ints[0],
                         zero_directions: ints[1],
                         draws: ints[2],
+                        zero_with_loss: ints[3],
+                        draws_with_loss: ints[4],
                     },
                 })
             }
@@ -473,6 +593,17 @@ pub trait FitHooks<T: ?Sized> {
     }
 }
 
+/// The epochs without improvement after which early stopping ends the run, given the state's
+/// best epoch: `max(patience, ceil(patience_growth * (best_epoch + 1)))`.
+pub fn patience_now(options: &FitOptions, state: &FitState) -> u64 {
+    let grown = (options.patience_growth.max(0.0) * (state.best_epoch + 1) as f64).ceil();
+    options.patience.max(if grown.is_finite() {
+        grown as u64
+    } else {
+        u64::MAX
+    })
+}
+
 /// Trains `task` with early stopping.
 pub fn fit(
     task: &mut dyn Task,
@@ -545,7 +676,7 @@ pub fn fit_with<T: Task + ?Sized>(
                 break;
             }
         };
-        if !rec.loss.is_finite() {
+        if !(rec.loss.is_finite() && rec.watched.is_finite()) {
             return Err(DlmError::Numerical {
                 what: format!("training loss at epoch {epoch}"),
                 message: format!("{}; lower the learning rates or |epsilon|", rec.loss),
@@ -554,7 +685,7 @@ pub fn fit_with<T: Task + ?Sized>(
         while state.recent.len() >= window {
             state.recent.pop_front();
         }
-        state.recent.push_back(rec.loss);
+        state.recent.push_back(rec.watched);
         let watched = state.recent.iter().sum::<f64>() / state.recent.len() as f64;
         let improved = watched < state.best - options.min_delta;
         if improved {
@@ -564,7 +695,7 @@ pub fn fit_with<T: Task + ?Sized>(
         hooks.on_epoch(&rec, improved);
         state.history.push(rec);
         state.epochs_done = epoch + 1;
-        if options.patience > 0 && epoch - state.best_epoch >= options.patience {
+        if options.patience > 0 && epoch - state.best_epoch >= patience_now(options, state) {
             state.stopped_early = true;
         }
         state.seconds = seconds_before + start.elapsed().as_secs_f64();

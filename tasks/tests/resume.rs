@@ -103,6 +103,7 @@ fn options(epochs: u64, patience: u64) -> FitOptions {
     FitOptions {
         max_epochs: epochs,
         patience,
+        patience_growth: 0.0,
         min_delta: 0.0,
         window: 3,
     }

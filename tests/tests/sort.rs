@@ -23,6 +23,7 @@ fn run(t: &mut SortTask, epochs: u64) -> dlm_tasks::trainer::FitReport {
     let options = FitOptions {
         max_epochs: epochs,
         patience: 0,
+        patience_growth: 0.0,
         min_delta: 0.0,
         window: 1,
     };
@@ -80,6 +81,7 @@ fn short_training_run_learns_to_sort() {
         &FitOptions {
             max_epochs: 300,
             patience: 0,
+            patience_growth: 0.0,
             min_delta: 0.0,
             window: 1,
         },
@@ -153,6 +155,7 @@ fn a_fixed_training_set_is_one_pass_per_epoch_and_learns() {
         &FitOptions {
             max_epochs: 60,
             patience: 0,
+            patience_growth: 0.0,
             min_delta: 0.0,
             window: 1,
         },

@@ -49,6 +49,27 @@ pub fn init_identity(net: &mut Mlp, noise: f64, seed: u64) -> Result<()> {
     net.set_params(&p).map_err(err)
 }
 
+/// Scales the last layer's initial weights by `weight_scale` and, when given, sets its biases to
+/// `bias` (the options `out_init_scale` and `bias_init`). With `weight_scale = 0` and
+/// `bias = softplus^-1(v)` an `out=softplus` network outputs exactly `v` for every input at the
+/// start (how `dlm train --sigma-init V` starts a learned noise scale at V); the weights still
+/// get gradients (`g * x`), so the network can learn to depend on the input.
+pub fn init_output_layer(net: &mut Mlp, weight_scale: f64, bias: Option<f64>) -> Result<()> {
+    if weight_scale == 1.0 && bias.is_none() {
+        return Ok(());
+    }
+    let sizes = net.sizes().to_vec();
+    let (fan_in, fan_out) = (sizes[sizes.len() - 2], sizes[sizes.len() - 1]);
+    let mut p = net.params();
+    let end = p.len();
+    let (w, b) = p[end - fan_out * (fan_in + 1)..].split_at_mut(fan_in * fan_out);
+    w.iter_mut().for_each(|v| *v *= weight_scale);
+    if let Some(bias) = bias {
+        b.iter_mut().for_each(|v| *v = bias);
+    }
+    net.set_params(&p).map_err(err)
+}
+
 /// The `mlp` scorer.
 #[derive(Debug, Clone)]
 pub struct MlpScorer {
@@ -111,6 +132,13 @@ impl MlpScorer {
         if c.choice("init", "default", &["default", "identity"])? == "identity" {
             init_identity(&mut net, c.f64("init_noise", 0.01)?, seed)?;
         }
+        let out_init_scale = c.f64("out_init_scale", 1.0)?;
+        let bias_init = c
+            .raw("bias_init")
+            .is_some()
+            .then(|| c.f64("bias_init", 0.0))
+            .transpose()?;
+        init_output_layer(&mut net, out_init_scale, bias_init)?;
         Ok(MlpScorer::new(net))
     }
 }
@@ -202,7 +230,7 @@ impl Scorer for MlpScorer {
 pub fn register(r: &mut Registrar<'_>) -> Result<()> {
     r.scorer(
         "mlp",
-        "native MLP on the last axis; options sizes=IN-H-..-OUT, hidden=relu, out=identity|softplus, opt=adam|sgd, lr, momentum, seed, init=default|identity",
+        "native MLP on the last axis; options sizes=IN-H-..-OUT, hidden=relu, out=identity|softplus, opt=adam|sgd, lr, momentum, seed, init=default|identity, out_init_scale (scales the last layer's initial weights), bias_init (its initial biases)",
         MlpScorer::from_config,
     )
 }
@@ -212,6 +240,32 @@ dlm_core::export_plugin!(register);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bias_init_with_zero_output_weights_gives_a_constant_that_can_learn() {
+        let v: f64 = 0.3;
+        let b = v + (-(-v).exp()).ln_1p(); // softplus^-1(0.3)
+        let spec =
+            format!("mlp:sizes=4-1,out=softplus,opt=sgd,lr=0.1,out_init_scale=0,bias_init={b}");
+        let mut s =
+            MlpScorer::from_config(&spec.parse::<dlm_core::Spec>().unwrap().config()).unwrap();
+        let x = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f64).into_dyn();
+        let y = s.forward(x.view(), true).unwrap();
+        assert!(y.iter().all(|&o| (o - v).abs() < 1e-12), "{y:?}");
+        s.backward(ndarray::Array2::from_elem((3, 1), 1.0).into_dyn().view())
+            .unwrap();
+        assert!(s.grads().iter().any(|&g| g != 0.0));
+        s.step().unwrap();
+        let y2 = s.forward(x.view(), false).unwrap();
+        assert!(y2[[2, 0]] != y2[[0, 0]], "the weights moved: {y2:?}");
+        // Without the options the random weights make the output depend on the input.
+        let spec = "mlp:sizes=4-1,out=softplus"
+            .parse::<dlm_core::Spec>()
+            .unwrap();
+        let mut d = MlpScorer::from_config(&spec.config()).unwrap();
+        let y = d.forward(x.view(), false).unwrap();
+        assert!(y[[0, 0]] != y[[2, 0]]);
+    }
 
     #[test]
     fn a_corrupt_length_is_an_error_not_a_huge_allocation() {
