@@ -12,7 +12,7 @@ use crate::args::TrainArgs;
 use crate::common::Progress;
 use crate::outputs::{self, Output};
 use clap::{Args, FromArgMatches};
-use dlm_core::{DlmError, Result};
+use dlm_core::{profile, DlmError, Result};
 use dlm_tasks::checkpoint::Checkpoint;
 use dlm_tasks::interrupt;
 use dlm_tasks::model_file::ModelFile;
@@ -35,7 +35,7 @@ pub(crate) const RUN_FLAGS: &[&str] = &[
 ];
 
 /// Options of this invocation only, never stored.
-const LOCAL_FLAGS: &[&str] = &["--quiet", "--resume"];
+const LOCAL_FLAGS: &[&str] = &["--quiet", "--resume", "--profile"];
 
 /// Options holding paths, stored absolute so that a run resumes from any directory.
 const PATH_FLAGS: &[&str] = &["--save", "--plot", "--checkpoint", "--data-dir"];
@@ -70,6 +70,8 @@ pub(crate) struct Trained {
     pub(crate) report: FitReport,
     /// The signal that interrupted the run (also when it came after training).
     pub(crate) signal: Option<i32>,
+    /// `--profile`: the cost model of this invocation's epochs.
+    pub(crate) profile: Option<profile::Report>,
 }
 
 impl Trained {
@@ -82,6 +84,9 @@ impl Trained {
                 self.signal
                     .map_or(serde_json::Value::Null, |s| crate::signals::name(s).into()),
             );
+            if let Some(p) = &self.profile {
+                o.insert("profile".into(), profile_json(p));
+            }
         }
     }
 
@@ -413,9 +418,25 @@ impl RunSetup {
             capture: &capture,
         };
         interrupt::arm();
+        let epochs_before = state.epochs_done;
+        if self.args.profile {
+            profile::reset();
+            profile::set_enabled(true);
+        }
+        let started = Instant::now();
         let report = fit_with(task, options, &mut state, &mut hooks);
+        let seconds = started.elapsed().as_secs_f64();
+        profile::set_enabled(false);
         hooks.progress.bar.finish_and_clear();
         let report = report?;
+        let profile = self.args.profile.then(|| {
+            let epochs = state.epochs_done - epochs_before;
+            let r = profile::snapshot().report(epochs, seconds, rayon::current_num_threads());
+            if !self.args.json {
+                eprint!("{}", r.table());
+            }
+            r
+        });
         if let Some(p) = ck_path {
             capture(task, &state)?.write(p)?;
         }
@@ -446,8 +467,33 @@ impl RunSetup {
                 ),
             }
         }
-        Ok(Trained { report, signal })
+        Ok(Trained {
+            report,
+            signal,
+            profile,
+        })
     }
+}
+
+/// The `profile` object of `--json`: seconds per epoch of each phase, the epoch, the solver
+/// floor and their ratio, and what the floor was computed from.
+fn profile_json(p: &profile::Report) -> serde_json::Value {
+    use crate::common::num;
+    let phases: serde_json::Map<String, serde_json::Value> = p
+        .phases
+        .iter()
+        .map(|(k, v)| (k.to_string(), num(*v)))
+        .collect();
+    serde_json::json!({
+        "phases": phases,
+        "epoch_seconds": num(p.epoch_seconds),
+        "solver_floor_seconds": num(p.solver_floor_seconds),
+        "floor_ratio": num(p.floor_ratio),
+        "solves_per_epoch": num(p.solves_per_epoch),
+        "seconds_per_solve": num(p.seconds_per_solve),
+        "threads": p.threads,
+        "epochs": p.epochs,
+    })
 }
 
 /// Refuses a total of `epochs` below what the checkpoint at `path` has trained.

@@ -27,10 +27,12 @@ pub use crate::gradient::{Batch, Diagnostics, Estimate, NoiseKey};
 use crate::gradient::{EstimatorState, GradientEstimator};
 use crate::loss::Loss;
 use crate::noise::NoiseModel;
+use crate::profile;
 use crate::rng::noise_rng;
 use crate::structure::StructuredArgmax;
 use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// Most `batch x draws x potentials` one estimate may work on (2^28: each of its three
 /// per-draw vectors then takes 2 GiB), checked before anything is allocated for the step.
@@ -76,6 +78,8 @@ struct Pair {
     y: Vec<usize>,
     y_eps: Vec<usize>,
     loss: f64,
+    /// `--profile`: nanoseconds of noise, plain solve, augmented solve and the rest.
+    nanos: [u64; 4],
 }
 
 /// Buffers reused across calls so that the hot loop does not allocate.
@@ -270,11 +274,15 @@ impl DlmEstimator {
         let pairs = &mut ws.pairs[..n_pairs];
 
         // Phase 1: draw, perturb, solve plain and augmented.
+        let prof = profile::enabled();
+        let clock = || prof.then(Instant::now);
+        let region = clock();
         pairs
             .par_iter_mut()
             .enumerate()
             .with_min_len(4)
             .try_for_each(|(k, p)| -> Result<()> {
+                let t0 = clock();
                 let (b, d) = (k / draws, k % draws);
                 p.gamma.resize(m, 0.0);
                 p.pert.resize(m, 0.0);
@@ -283,16 +291,26 @@ impl DlmEstimator {
                 noise.sample(&mut rng, &mut p.gamma)?;
                 let th = &theta[b * m..(b + 1) * m];
                 crate::predictor::perturb(th, batch.sigma[b], &p.gamma, &mut p.pert)?;
+                let t1 = clock();
                 let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
+                let (t2, mark);
                 if linear {
                     let l = &lin[b * m..(b + 1) * m];
                     for ((a, &q), &li) in p.aug.iter_mut().zip(&p.pert).zip(l) {
                         *a = q + eps * li;
                     }
                     let aug = ArrayViewD::from_shape(IxDyn(&inner), &p.aug[..]).expect("shape");
+                    t2 = clock();
                     structure.argmax_pair(pert, aug, &mut p.y, &mut p.y_eps)?;
+                    mark = if prof {
+                        profile::take_pair_mark()
+                    } else {
+                        None
+                    };
                 } else {
+                    t2 = clock();
                     structure.argmax(pert.view(), &mut p.y)?;
+                    mark = clock();
                     structure.argmax_loss_augmented(
                         pert,
                         loss,
@@ -301,9 +319,34 @@ impl DlmEstimator {
                         &mut p.y_eps,
                     )?;
                 }
+                let t3 = clock();
                 p.loss = loss.value(&batch.targets[b], &inner, &p.y)?;
+                if let (Some(t0), Some(t1), Some(t2), Some(t3)) = (t0, t1, t2, t3) {
+                    p.nanos = profile::pair_nanos(t0, t1, t2, mark, t3, Instant::now());
+                }
                 Ok(())
             })?;
+        if prof {
+            profile::add_region(region);
+            let mut sum = [0u64; 4];
+            for p in pairs.iter() {
+                for (s, v) in sum.iter_mut().zip(p.nanos) {
+                    *s += v;
+                }
+            }
+            for (phase, v) in [
+                profile::Phase::Noise,
+                profile::Phase::PlainSolves,
+                profile::Phase::AugmentedSolves,
+                profile::Phase::Bookkeeping,
+            ]
+            .into_iter()
+            .zip(sum)
+            {
+                profile::add_thread(phase, v);
+            }
+            profile::count_solves(2 * n_pairs as u64);
+        }
 
         // Phase 2: zero-direction escape.
         let mut escapes = 0;

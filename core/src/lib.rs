@@ -28,6 +28,7 @@ pub mod loss;
 pub mod noise;
 pub mod plugin;
 pub mod predictor;
+pub mod profile;
 pub mod rng;
 pub mod scorer;
 pub mod structure;

@@ -12,6 +12,7 @@ use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, EPSILON_ST
 use dlm_core::gradient::{EstimatorState, GradientEstimator};
 use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::NoiseModel;
+use dlm_core::profile::{self, Phase};
 use dlm_core::scorer::Scorer;
 use dlm_core::structure::StructuredArgmax;
 use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, Axis};
@@ -208,8 +209,11 @@ impl PerturbedModel {
                 ),
             ));
         }
+        let t = profile::now();
         let out = self.mu.forward(input.x_mu, true)?;
+        let t = profile::add_wall(Phase::MuForward, t);
         let theta = map.forward(out)?;
+        let t = profile::add_wall(Phase::PotentialMap, t);
         if theta.shape().first() != Some(&b) {
             return Err(DlmError::invalid(
                 "mu scorer",
@@ -220,6 +224,8 @@ impl PerturbedModel {
             ));
         }
         let sigma = self.sigmas(input.x_sigma, true)?;
+        let t = profile::add_wall(Phase::SigmaNet, t);
+        let before = t.map(|_| profile::accounted_nanos());
         let e = self.estimate(
             theta.view(),
             sigma.view(),
@@ -227,11 +233,21 @@ impl PerturbedModel {
             input.example_ids,
             input.key,
         )?;
+        // What the estimator did not time itself is its bookkeeping.
+        if let (Some(t0), Some(before)) = (t, before) {
+            let inner = profile::accounted_nanos() - before;
+            let wall = profile::nanos_since(Some(t0));
+            profile::add_wall_nanos(Phase::Bookkeeping, wall.saturating_sub(inner));
+        }
+        let t = profile::now();
         let scale = 1.0 / b as f64;
         let grad_out = map.backward((&e.grad_theta * scale).view())?;
+        let t = profile::add_wall(Phase::PotentialMap, t);
         self.mu.backward(grad_out.view())?;
         self.mu.step()?;
+        let t = profile::add_wall(Phase::MuBackward, t);
         self.step_sigma(&e.grad_sigma, scale)?;
+        profile::add_wall(Phase::SigmaNet, t);
         let predictions = self.predict_potentials(theta.view())?;
         let mut noiseless = 0.0;
         let inner = &theta.shape()[1..];
@@ -252,14 +268,26 @@ impl PerturbedModel {
     /// in parallel and returned in order.
     pub fn predict_potentials(&self, theta: ArrayViewD<'_, f64>) -> Result<Vec<Vec<usize>>> {
         let structure = self.structure.as_ref();
-        (0..theta.shape().first().copied().unwrap_or(0))
+        let b = theta.shape().first().copied().unwrap_or(0);
+        let region = profile::now();
+        let prof = region.is_some();
+        let out = (0..b)
             .into_par_iter()
             .map(|i| {
+                let t = prof.then(std::time::Instant::now);
                 let mut active = Vec::new();
                 structure.argmax(theta.index_axis(Axis(0), i), &mut active)?;
+                if t.is_some() {
+                    profile::add_thread(Phase::NoiselessSolves, profile::nanos_since(t));
+                }
                 Ok(active)
             })
-            .collect()
+            .collect();
+        if prof {
+            profile::add_region(region);
+            profile::count_solves(b as u64);
+        }
+        out
     }
 
     /// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.

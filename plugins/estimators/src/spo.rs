@@ -1,9 +1,11 @@
 //! The SPO+ loss (Elmachtoub & Grigas 2022, *Smart "Predict, then Optimize"*).
 
 use dlm_core::gradient::{Batch, Diagnostics, Estimate, EstimatorState, GradientEstimator};
+use dlm_core::profile;
 use dlm_core::{Config, DlmError, Loss, NoiseKey, NoiseModel, Result, StructuredArgmax};
 use ndarray::{Array1, ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// The SPO+ surrogate for tasks with true cost vectors, registered as `spo+` (no options).
 ///
@@ -51,6 +53,8 @@ struct Example {
     w_tilde: Vec<usize>,
     predicted: Vec<usize>,
     loss: f64,
+    /// `--profile`: nanoseconds of the plain solve (`theta_hat`), the other two and the rest.
+    nanos: [u64; 3],
 }
 
 /// Buffers kept in the estimator state between calls.
@@ -108,10 +112,14 @@ impl GradientEstimator for SpoPlus {
             scratch.examples.resize_with(b_count, Example::default);
         }
         let examples = &mut scratch.examples[..b_count];
+        let prof = profile::enabled();
+        let clock = || prof.then(Instant::now);
+        let region = clock();
         examples
             .par_iter_mut()
             .enumerate()
             .try_for_each(|(b, e)| -> Result<()> {
+                let t0 = clock();
                 let th = &theta_hat[b * m..(b + 1) * m];
                 let c = &batch.targets[b].weights;
                 e.truth.clear();
@@ -119,12 +127,31 @@ impl GradientEstimator for SpoPlus {
                 e.tilde.clear();
                 e.tilde
                     .extend(th.iter().zip(c).map(|(&t, &ci)| 2.0 * t + ci));
+                let t1 = clock();
                 structure.argmax(view(&inner, &e.truth), &mut e.w_star)?;
                 structure.argmax(view(&inner, &e.tilde), &mut e.w_tilde)?;
+                let t2 = clock();
                 structure.argmax(view(&inner, th), &mut e.predicted)?;
+                let t3 = clock();
                 e.loss = loss.value(&batch.targets[b], &inner, &e.predicted)?;
+                if let (Some(t0), Some(t1), Some(t2), Some(t3)) = (t0, t1, t2, t3) {
+                    let ns = |a: Instant, b: Instant| (b - a).as_nanos() as u64;
+                    e.nanos = [ns(t2, t3), ns(t1, t2), ns(t0, t1) + ns(t3, Instant::now())];
+                }
                 Ok(())
             })?;
+        if prof {
+            profile::add_region(region);
+            let phases = [
+                profile::Phase::PlainSolves,
+                profile::Phase::AugmentedSolves,
+                profile::Phase::Bookkeeping,
+            ];
+            for (i, phase) in phases.into_iter().enumerate() {
+                profile::add_thread(phase, examples.iter().map(|e| e.nanos[i]).sum());
+            }
+            profile::count_solves(3 * b_count as u64);
+        }
 
         let mut full_shape = vec![b_count];
         full_shape.extend_from_slice(&inner);
