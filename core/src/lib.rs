@@ -24,6 +24,7 @@ pub mod error;
 pub mod estimator;
 pub mod gradient;
 pub mod limits;
+pub mod linalg;
 pub mod loss;
 pub mod noise;
 pub mod plugin;
