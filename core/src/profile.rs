@@ -217,26 +217,16 @@ pub fn take_pair_mark() -> Option<Instant> {
     PAIR_MARK.with(|m| m.take())
 }
 
-/// One (example, draw) pair of a parallel estimator, split into `[noise, plain solve,
-/// augmented solve, rest]` nanoseconds: `t0` start, `t1` noise drawn, `t2` solves start,
-/// `mark` between the two solves (a structure's [`pair_mark`], or the caller's clock between
-/// two separate solves), `t3` solves done, `t4` end. Without a mark the two solves share
-/// their time evenly.
-pub fn pair_nanos(
-    t0: Instant,
-    t1: Instant,
-    t2: Instant,
-    mark: Option<Instant>,
-    t3: Instant,
-    t4: Instant,
-) -> [u64; 4] {
+/// The nanoseconds of a paired solve from `start` to `end`, split at `mark` (a structure's
+/// [`pair_mark`], or the caller's clock between two separate solves) into the plain and the
+/// augmented solve; without a mark the two share the time evenly.
+pub fn split_pair(start: Instant, mark: Option<Instant>, end: Instant) -> (u64, u64) {
     let ns = |a: Instant, b: Instant| b.saturating_duration_since(a).as_nanos() as u64;
-    let solves = ns(t2, t3);
-    let (plain, aug) = match mark {
-        Some(m) if m >= t2 && m <= t3 => (ns(t2, m), ns(m, t3)),
-        _ => (solves / 2, solves - solves / 2),
-    };
-    [ns(t0, t1), plain, aug, ns(t1, t2) + ns(t3, t4)]
+    let total = ns(start, end);
+    match mark {
+        Some(m) if m >= start && m <= end => (ns(start, m), ns(m, end)),
+        _ => (total / 2, total - total / 2),
+    }
 }
 
 /// What the accumulators hold.

@@ -19,12 +19,12 @@ use crate::sort::check_first_step;
 use crate::trainer::{resume_point, EpochCursor, EpochProgress, StepTotals, Task};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::estimator::{DlmEstimator, NoiseKey};
+use dlm_core::linalg::par_gemm;
 use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::NoiseModel;
 use dlm_core::rng::{rng_for, shuffle, Stream};
 use dlm_core::structure::StructuredArgmax;
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
-use dlm_core::linalg::par_gemm;
 use rayon::prelude::*;
 
 /// Settings of the k-NN task.

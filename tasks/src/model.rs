@@ -40,6 +40,9 @@ pub struct PerturbedModel {
     state: EstimatorState,
     /// The `eps` of the last estimate (for estimators that keep none in their state).
     last_epsilon: f64,
+    /// Whether [`train_step`](PerturbedModel::train_step) must return the noiseless
+    /// predictions (see [`set_step_predictions`](PerturbedModel::set_step_predictions)).
+    step_predictions: bool,
 }
 
 impl fmt::Debug for PerturbedModel {
@@ -77,6 +80,7 @@ impl PerturbedModel {
             mu,
             sigma,
             last_epsilon: estimator.epsilon,
+            step_predictions: true,
             dlm: estimator,
             estimator: boxed,
             state,
@@ -124,6 +128,17 @@ impl PerturbedModel {
             self.state.set(EPSILON_STATE, eps);
         }
         self.last_epsilon = eps;
+    }
+
+    /// Whether [`train_step`](PerturbedModel::train_step) returns the noiseless predictions
+    /// (true, the default). A task that reads only [`StepStats::noiseless_loss`] sets it to
+    /// false: with an estimator that uses no noise, whose [`Estimate::loss`] is by contract
+    /// the loss of the noiseless `argmax <theta, phi>` on the same potentials, the step then
+    /// takes that loss instead of solving every example once more (`predictions` is empty).
+    ///
+    /// [`Estimate::loss`]: dlm_core::gradient::Estimate::loss
+    pub fn set_step_predictions(&mut self, on: bool) {
+        self.step_predictions = on;
     }
 
     /// The DLM settings the model was built with (the initial `eps`, draws, escape).
@@ -248,12 +263,22 @@ impl PerturbedModel {
         let t = profile::add_wall(Phase::MuBackward, t);
         self.step_sigma(&e.grad_sigma, scale)?;
         profile::add_wall(Phase::SigmaNet, t);
-        let predictions = self.predict_potentials(theta.view())?;
         let mut noiseless = 0.0;
-        let inner = &theta.shape()[1..];
-        for (p, t) in predictions.iter().zip(input.targets) {
-            noiseless += self.loss.value(t, inner, p)?;
-        }
+        let predictions = if self.step_predictions || self.estimator.uses_noise() {
+            let predictions = self.predict_potentials(theta.view())?;
+            let inner = &theta.shape()[1..];
+            for (p, t) in predictions.iter().zip(input.targets) {
+                noiseless += self.loss.value(t, inner, p)?;
+            }
+            predictions
+        } else {
+            // The estimate's losses are those of the noiseless argmax (no noise): the same
+            // values, summed in the same order.
+            for &l in &e.loss {
+                noiseless += l;
+            }
+            Vec::new()
+        };
         Ok(StepStats {
             noiseless_loss: noiseless * scale,
             perturbed_loss: e.loss.mean().unwrap_or(0.0),
@@ -430,7 +455,9 @@ pub struct StepStats {
     pub zero_directions: usize,
     /// Draws in total.
     pub total_draws: usize,
-    /// The noiseless prediction (active set) of each example.
+    /// The noiseless prediction (active set) of each example; empty when the model does not
+    /// keep them and the estimator has no noise
+    /// ([`PerturbedModel::set_step_predictions`]).
     pub predictions: Vec<Vec<usize>>,
 }
 
