@@ -19,6 +19,7 @@ use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, Axis};
 use rayon::prelude::*;
 use std::fmt;
 use std::path::Path;
+use std::time::Instant;
 
 /// What every task trains: the structure, noise and loss, the `mu` and `sigma` scorers, and the
 /// gradient estimator with its state (for DLM, the current `eps`, which the zero-direction
@@ -241,7 +242,7 @@ impl PerturbedModel {
         let sigma = self.sigmas(input.x_sigma, true)?;
         let t = profile::add_wall(Phase::SigmaNet, t);
         let before = t.map(|_| profile::accounted_nanos());
-        let e = self.estimate(
+        let mut e = self.estimate(
             theta.view(),
             sigma.view(),
             input.targets,
@@ -256,29 +257,49 @@ impl PerturbedModel {
         }
         let t = profile::now();
         let scale = 1.0 / b as f64;
-        let grad_out = map.backward((&e.grad_theta * scale).view())?;
-        let t = profile::add_wall(Phase::PotentialMap, t);
-        self.mu.backward(grad_out.view())?;
-        self.mu.step()?;
-        let t = profile::add_wall(Phase::MuBackward, t);
-        self.step_sigma(&e.grad_sigma, scale)?;
-        profile::add_wall(Phase::SigmaNet, t);
-        let mut noiseless = 0.0;
-        let predictions = if self.step_predictions || self.estimator.uses_noise() {
-            let predictions = self.predict_potentials(theta.view())?;
-            let inner = &theta.shape()[1..];
-            for (p, t) in predictions.iter().zip(input.targets) {
-                noiseless += self.loss.value(t, inner, p)?;
-            }
-            predictions
-        } else {
-            // The estimate's losses are those of the noiseless argmax (no noise): the same
-            // values, summed in the same order.
-            for &l in &e.loss {
-                noiseless += l;
-            }
-            Vec::new()
-        };
+        let mut grad_theta = std::mem::take(&mut e.grad_theta);
+        grad_theta.mapv_inplace(|v| v * scale);
+        let grad_out = map.backward_owned(grad_theta)?;
+        profile::add_wall(Phase::PotentialMap, t);
+        // The networks' backward passes and steps, and the noiseless predictions on the same
+        // potentials, are independent: one worker starts the first while the others solve.
+        let solve = self.step_predictions || self.estimator.uses_noise();
+        let region = profile::now();
+        let (mu, sigma_net) = (&mut self.mu, &mut self.sigma);
+        let (structure, loss) = (self.structure.as_ref(), self.loss.as_ref());
+        let (networks, noiseless) = rayon::join(
+            || -> Result<()> {
+                let t = region.map(|_| Instant::now());
+                mu.backward(grad_out.view())?;
+                mu.step()?;
+                let t = profile::nanos_since(t);
+                profile::add_thread(Phase::MuBackward, t);
+                let t = region.map(|_| Instant::now());
+                step_sigma(sigma_net, &e.grad_sigma, scale)?;
+                profile::add_thread(Phase::SigmaNet, profile::nanos_since(t));
+                Ok(())
+            },
+            || -> Result<(f64, Vec<Vec<usize>>)> {
+                let mut noiseless = 0.0;
+                if !solve {
+                    // The estimate's losses are those of the noiseless argmax (no noise): the
+                    // same values, summed in the same order.
+                    for &l in &e.loss {
+                        noiseless += l;
+                    }
+                    return Ok((noiseless, Vec::new()));
+                }
+                let predictions = solve_all(structure, theta.view(), region.is_some())?;
+                let inner = &theta.shape()[1..];
+                for (p, t) in predictions.iter().zip(input.targets) {
+                    noiseless += loss.value(t, inner, p)?;
+                }
+                Ok((noiseless, predictions))
+            },
+        );
+        profile::add_region(region);
+        networks?;
+        let (noiseless, predictions) = noiseless?;
         Ok(StepStats {
             noiseless_loss: noiseless * scale,
             perturbed_loss: e.loss.mean().unwrap_or(0.0),
@@ -292,40 +313,15 @@ impl PerturbedModel {
     /// The noiseless prediction (active set) of every example of potentials `[B, ...]`, solved
     /// in parallel and returned in order.
     pub fn predict_potentials(&self, theta: ArrayViewD<'_, f64>) -> Result<Vec<Vec<usize>>> {
-        let structure = self.structure.as_ref();
-        let b = theta.shape().first().copied().unwrap_or(0);
         let region = profile::now();
-        let prof = region.is_some();
-        let out = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let t = prof.then(std::time::Instant::now);
-                let mut active = Vec::new();
-                structure.argmax(theta.index_axis(Axis(0), i), &mut active)?;
-                if t.is_some() {
-                    profile::add_thread(Phase::NoiselessSolves, profile::nanos_since(t));
-                }
-                Ok(active)
-            })
-            .collect();
-        if prof {
-            profile::add_region(region);
-            profile::count_solves(b as u64);
-        }
+        let out = solve_all(self.structure.as_ref(), theta, region.is_some());
+        profile::add_region(region);
         out
     }
 
     /// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.
     pub fn step_sigma(&mut self, grad_sigma: &Array1<f64>, scale: f64) -> Result<()> {
-        if let NoiseScale::Learned(s) = &mut self.sigma {
-            let b = grad_sigma.len();
-            let g = (grad_sigma * scale)
-                .into_shape_with_order((b, 1))
-                .expect("b elements");
-            s.backward(g.into_dyn().view())?;
-            s.step()?;
-        }
-        Ok(())
+        step_sigma(&mut self.sigma, grad_sigma, scale)
     }
 
     /// Writes the weights (`mu`, and `sigma` when learned) and the current DLM `eps` into `m`
@@ -356,6 +352,45 @@ impl PerturbedModel {
         }
         Ok(())
     }
+}
+
+/// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.
+fn step_sigma(sigma: &mut NoiseScale, grad_sigma: &Array1<f64>, scale: f64) -> Result<()> {
+    if let NoiseScale::Learned(s) = sigma {
+        let b = grad_sigma.len();
+        let g = (grad_sigma * scale)
+            .into_shape_with_order((b, 1))
+            .expect("b elements");
+        s.backward(g.into_dyn().view())?;
+        s.step()?;
+    }
+    Ok(())
+}
+
+/// The noiseless prediction of every example of `theta` (`[B, ...]`), in parallel chunks;
+/// with `prof`, the solves' thread-time goes to the profile (timed per chunk).
+fn solve_all(
+    structure: &dyn StructuredArgmax,
+    theta: ArrayViewD<'_, f64>,
+    prof: bool,
+) -> Result<Vec<Vec<usize>>> {
+    let b = theta.shape().first().copied().unwrap_or(0);
+    let mut out = vec![Vec::new(); b];
+    let chunk = b.div_ceil(4 * rayon::current_num_threads()).max(1);
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .try_for_each(|(c, actives)| -> Result<()> {
+            let t = prof.then(Instant::now);
+            for (j, active) in actives.iter_mut().enumerate() {
+                structure.argmax(theta.index_axis(Axis(0), c * chunk + j), active)?;
+            }
+            profile::add_thread(Phase::NoiselessSolves, profile::nanos_since(t));
+            Ok(())
+        })?;
+    if prof {
+        profile::count_solves(b as u64);
+    }
+    Ok(out)
 }
 
 /// How the noise scale `sigma(x)` is obtained.
@@ -468,6 +503,11 @@ pub trait PotentialMap {
     fn forward(&mut self, out: ArrayD<f64>) -> Result<ArrayD<f64>>;
     /// `d loss / d output` from `d loss / d potentials`.
     fn backward(&mut self, grad_theta: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>>;
+    /// [`backward`](PotentialMap::backward) of a gradient the caller no longer needs (a map
+    /// that only reshapes returns it without a copy).
+    fn backward_owned(&mut self, grad_theta: ArrayD<f64>) -> Result<ArrayD<f64>> {
+        self.backward(grad_theta.view())
+    }
 }
 
 /// The network outputs the potentials, optionally reshaped to `[B, shape...]`.
@@ -510,8 +550,10 @@ impl PotentialMap for IdentityMap {
             })
     }
     fn backward(&mut self, grad_theta: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
+        self.backward_owned(grad_theta.to_owned())
+    }
+    fn backward_owned(&mut self, grad_theta: ArrayD<f64>) -> Result<ArrayD<f64>> {
         grad_theta
-            .to_owned()
             .into_shape_with_order(ndarray::IxDyn(&self.out_shape))
             .map_err(|_| DlmError::invalid("potential gradient", "shape changed within a step"))
     }
