@@ -268,18 +268,14 @@ impl PerturbedModel {
         let (mu, sigma_net) = (&mut self.mu, &mut self.sigma);
         let (structure, loss) = (self.structure.as_ref(), self.loss.as_ref());
         let (networks, noiseless) = rayon::join(
-            || -> Result<()> {
-                let t = region.map(|_| Instant::now());
+            || -> Result<u64> {
                 mu.backward(grad_out.view())?;
                 mu.step()?;
-                let t = profile::nanos_since(t);
-                profile::add_thread(Phase::MuBackward, t);
                 let t = region.map(|_| Instant::now());
                 step_sigma(sigma_net, &e.grad_sigma, scale)?;
-                profile::add_thread(Phase::SigmaNet, profile::nanos_since(t));
-                Ok(())
+                Ok(profile::nanos_since(t))
             },
-            || -> Result<(f64, Vec<Vec<usize>>)> {
+            || -> Result<(f64, Vec<Vec<usize>>, u64)> {
                 let mut noiseless = 0.0;
                 if !solve {
                     // The estimate's losses are those of the noiseless argmax (no noise): the
@@ -287,19 +283,31 @@ impl PerturbedModel {
                     for &l in &e.loss {
                         noiseless += l;
                     }
-                    return Ok((noiseless, Vec::new()));
+                    return Ok((noiseless, Vec::new(), 0));
                 }
-                let predictions = solve_all(structure, theta.view(), region.is_some())?;
+                let (predictions, nanos) = solve_all(structure, theta.view(), region.is_some())?;
                 let inner = &theta.shape()[1..];
                 for (p, t) in predictions.iter().zip(input.targets) {
                     noiseless += loss.value(t, inner, p)?;
                 }
-                Ok((noiseless, predictions))
+                Ok((noiseless, predictions, nanos))
             },
         );
-        profile::add_region(region);
-        networks?;
-        let (noiseless, predictions) = noiseless?;
+        let sigma_nanos = networks?;
+        let (noiseless, predictions, solve_nanos) = noiseless?;
+        if region.is_some() {
+            // The solves' and sigma's thread-time count as in any parallel region; the rest
+            // of the overlapped region is the backward pass's (which may itself run on all
+            // workers), waits included.
+            let wall = profile::nanos_since(region);
+            let threads = rayon::current_num_threads() as u64;
+            profile::add_thread(Phase::NoiselessSolves, solve_nanos);
+            profile::add_thread(Phase::SigmaNet, sigma_nanos);
+            profile::add_wall_nanos(
+                Phase::MuBackward,
+                wall.saturating_sub((solve_nanos + sigma_nanos) / threads),
+            );
+        }
         Ok(StepStats {
             noiseless_loss: noiseless * scale,
             perturbed_loss: e.loss.mean().unwrap_or(0.0),
@@ -314,9 +322,10 @@ impl PerturbedModel {
     /// in parallel and returned in order.
     pub fn predict_potentials(&self, theta: ArrayViewD<'_, f64>) -> Result<Vec<Vec<usize>>> {
         let region = profile::now();
-        let out = solve_all(self.structure.as_ref(), theta, region.is_some());
+        let (out, nanos) = solve_all(self.structure.as_ref(), theta, region.is_some())?;
         profile::add_region(region);
-        out
+        profile::add_thread(Phase::NoiselessSolves, nanos);
+        Ok(out)
     }
 
     /// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.
@@ -368,15 +377,16 @@ fn step_sigma(sigma: &mut NoiseScale, grad_sigma: &Array1<f64>, scale: f64) -> R
 }
 
 /// The noiseless prediction of every example of `theta` (`[B, ...]`), in parallel chunks;
-/// with `prof`, the solves' thread-time goes to the profile (timed per chunk).
+/// with `prof`, also the solves' thread-nanoseconds (timed per chunk; the solves counted).
 fn solve_all(
     structure: &dyn StructuredArgmax,
     theta: ArrayViewD<'_, f64>,
     prof: bool,
-) -> Result<Vec<Vec<usize>>> {
+) -> Result<(Vec<Vec<usize>>, u64)> {
     let b = theta.shape().first().copied().unwrap_or(0);
     let mut out = vec![Vec::new(); b];
     let chunk = b.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let nanos = std::sync::atomic::AtomicU64::new(0);
     out.par_chunks_mut(chunk)
         .enumerate()
         .try_for_each(|(c, actives)| -> Result<()> {
@@ -384,13 +394,15 @@ fn solve_all(
             for (j, active) in actives.iter_mut().enumerate() {
                 structure.argmax(theta.index_axis(Axis(0), c * chunk + j), active)?;
             }
-            profile::add_thread(Phase::NoiselessSolves, profile::nanos_since(t));
+            if t.is_some() {
+                nanos.fetch_add(profile::nanos_since(t), std::sync::atomic::Ordering::Relaxed);
+            }
             Ok(())
         })?;
     if prof {
         profile::count_solves(b as u64);
     }
-    Ok(out)
+    Ok((out, nanos.into_inner()))
 }
 
 /// How the noise scale `sigma(x)` is obtained.
