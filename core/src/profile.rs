@@ -189,6 +189,12 @@ pub fn add_region(start: Option<Instant>) {
     }
 }
 
+/// Adds `nanos` wall-clock nanoseconds of a parallel region.
+#[inline]
+pub fn add_region_nanos(nanos: u64) {
+    REGION.fetch_add(nanos, Ordering::Relaxed);
+}
+
 /// Counts `n` solves.
 #[inline]
 pub fn count_solves(n: u64) {

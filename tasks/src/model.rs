@@ -297,15 +297,16 @@ impl PerturbedModel {
         let (noiseless, predictions, solve_nanos) = noiseless?;
         if region.is_some() {
             // The solves' and sigma's thread-time count as in any parallel region; the rest
-            // of the overlapped region is the backward pass's (which may itself run on all
-            // workers), waits included.
+            // of the overlapped region's thread-time is the backward pass's (which may itself
+            // run on all workers), waits included.
             let wall = profile::nanos_since(region);
             let threads = rayon::current_num_threads() as u64;
+            profile::add_region_nanos(wall);
             profile::add_thread(Phase::NoiselessSolves, solve_nanos);
             profile::add_thread(Phase::SigmaNet, sigma_nanos);
-            profile::add_wall_nanos(
+            profile::add_thread(
                 Phase::MuBackward,
-                wall.saturating_sub((solve_nanos + sigma_nanos) / threads),
+                (wall * threads).saturating_sub(solve_nanos + sigma_nanos),
             );
         }
         Ok(StepStats {
@@ -395,7 +396,10 @@ fn solve_all(
                 structure.argmax(theta.index_axis(Axis(0), c * chunk + j), active)?;
             }
             if t.is_some() {
-                nanos.fetch_add(profile::nanos_since(t), std::sync::atomic::Ordering::Relaxed);
+                nanos.fetch_add(
+                    profile::nanos_since(t),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             Ok(())
         })?;
