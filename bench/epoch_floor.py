@@ -9,6 +9,9 @@
 * the shortest-path SPO+ epoch (PyEPO's benchmark protocol: 1000 instances, batch 32,
   20 epochs) and its profile.
 
+With --before the comparison also goes to --compare-out (default
+docs/perf-before-after.json), which a run without --before leaves as it is.
+
 Every ratio is computed within one run (epoch / floor from the same profile, step / GEMM
 floor from the same `bench knn-step`); medians over --rounds rounds. The 1-minute load
 average before and after every run is recorded. Writes --out (default
@@ -93,6 +96,8 @@ def main():
     ap.add_argument("--before-label", default="before")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="docs/perf-epoch-floor.json")
+    ap.add_argument("--compare-out", default="docs/perf-before-after.json",
+                    help="where the before/after comparison goes (only with --before)")
     a = ap.parse_args()
     start = datetime.datetime.now(datetime.timezone.utc)
     res = {"schema": "dlm-bench-epoch-floor/1", "date": start.isoformat(timespec="seconds"),
@@ -148,6 +153,11 @@ def main():
     res["raw"] = {"sizes": raw["sizes"], "draws": raw["draws"], "compare_sort": cmp_rows,
                   "knn": knn, "shortest_path": sp}
     res["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if a.before:
+        keys = ("schema", "date", "finished", "command", "rounds", "machine", "git_commit",
+                "epochs", "compare")
+        json.dump({k: res[k] for k in keys} | {"raw": {k: res["raw"][k] for k in (
+            "compare_sort", "knn", "shortest_path")}}, open(a.compare_out, "w"), indent=1)
     json.dump(res, open(a.out, "w"), indent=1)
     for row in res["trend_d"]:
         print(f"d={row['d']:>3}: epoch {row['epoch_seconds'] * 1e3:8.3f} ms, floor "
