@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Performance figures for docs/results.md: solver benches, the comparison with scipy and the
-# lapjv package, and seconds per epoch of sort training at the authors' configuration.
-# Writes docs/perf-*.json. Needs a release build (cargo build --release -p dlm-cli) and, for
-# the comparison, `pip install scipy lapjv numpy`.
+# lapjv package, seconds per epoch of sort training at the authors' configuration, and the
+# epoch / solver-floor cost model (bench/epoch_floor.py: the trend in d and draws, the k-NN
+# step against its GEMM floor, the shortest-path SPO+ epoch; BEFORE=path/to/older/dlm adds a
+# before/after comparison measured in the same run). Writes docs/perf-*.json and
+# docs/perf-trend.svg. Needs a release build (cargo build --release -p dlm-cli) and, for the
+# comparison, `pip install scipy lapjv numpy`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DLM=${DLM:-target/release/dlm}
@@ -24,10 +27,9 @@ echo ']' >> docs/perf-sort-epoch.json
 python3 - <<'PY'
 import json, statistics
 rows = json.load(open("docs/perf-sort-epoch.json"))
-ref = {5: 0.10, 10: 0.15, 15: 0.21}
 for n in (5, 10, 15):
     s = [r["seconds_per_epoch"] for r in rows if r["n"] == n]
-    m = statistics.median(s)
-    print(f"sort d={n}: median {m*1e6:.0f} us/epoch over {len(s)} runs of 2000 epochs -> {ref[n]/m:.0f}x fewer seconds than the authors' PyTorch ({ref[n]} s)")
+    print(f"sort d={n}: median {statistics.median(s)*1e6:.0f} us/epoch over {len(s)} runs of 2000 epochs")
 PY
+python3 bench/epoch_floor.py --rounds 3 ${BEFORE:+--before "$BEFORE"} --dlm "$DLM"
 python3 bench/results_tables.py

@@ -236,6 +236,11 @@ pub struct TrainArgs {
     /// No progress output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Print where each epoch's time goes (noise draws, solves, networks, estimator, idle
+    /// workers, remainder) and the solver floor: a table on stderr, or `profile` in the JSON
+    /// with --json. Timers per phase; results are unchanged.
+    #[arg(long)]
+    pub(crate) profile: bool,
     /// The options given on the command line, as (`--flag`, raw value; `None` when the value
     /// is not UTF-8), in the order of their definition (filled by `main` from clap's matches).
     #[arg(skip)]

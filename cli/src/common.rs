@@ -195,15 +195,18 @@ impl Progress {
 
     /// Shows one epoch's record.
     pub(crate) fn update(&mut self, r: &EpochRecord) {
-        let msg = format!(
-            "loss {:.4} perturbed {:.4} sigma {:.4} eps {:.3} zero-dir {:.2}",
-            r.loss, r.perturbed_loss, r.sigma, r.epsilon, r.zero_rate
-        );
+        // Formatted only when shown (an epoch can take 50 us).
+        let msg = || {
+            format!(
+                "loss {:.4} perturbed {:.4} sigma {:.4} eps {:.3} zero-dir {:.2}",
+                r.loss, r.perturbed_loss, r.sigma, r.epsilon, r.zero_rate
+            )
+        };
         self.bar.set_position(r.epoch + 1);
         if !self.bar.is_hidden() {
-            self.bar.set_message(msg);
+            self.bar.set_message(msg());
         } else if self.plain && self.last.elapsed().as_secs_f64() >= self.interval {
-            eprintln!("epoch {} {msg}", r.epoch + 1);
+            eprintln!("epoch {} {}", r.epoch + 1, msg());
             self.last = Instant::now();
         }
     }

@@ -12,7 +12,7 @@ use crate::args::TrainArgs;
 use crate::common::Progress;
 use crate::outputs::{self, Output};
 use clap::{Args, FromArgMatches};
-use dlm_core::{DlmError, Result};
+use dlm_core::{profile, DlmError, Result};
 use dlm_tasks::checkpoint::Checkpoint;
 use dlm_tasks::interrupt;
 use dlm_tasks::model_file::ModelFile;
@@ -35,7 +35,7 @@ pub(crate) const RUN_FLAGS: &[&str] = &[
 ];
 
 /// Options of this invocation only, never stored.
-const LOCAL_FLAGS: &[&str] = &["--quiet", "--resume", "--time-budget"];
+const LOCAL_FLAGS: &[&str] = &["--quiet", "--resume", "--time-budget", "--profile"];
 
 /// Options holding paths, stored absolute so that a run resumes from any directory.
 const PATH_FLAGS: &[&str] = &["--save", "--plot", "--checkpoint", "--data-dir"];
@@ -72,6 +72,8 @@ pub(crate) struct Trained {
     pub(crate) signal: Option<i32>,
     /// Whether `--time-budget` ended training.
     pub(crate) time_budget: bool,
+    /// `--profile`: the cost model of this invocation's epochs.
+    pub(crate) profile: Option<profile::Report>,
 }
 
 impl Trained {
@@ -122,6 +124,9 @@ impl Trained {
                 self.signal
                     .map_or(serde_json::Value::Null, |s| crate::signals::name(s).into()),
             );
+            if let Some(p) = &self.profile {
+                o.insert("profile".into(), profile_json(p));
+            }
         }
     }
 
@@ -454,9 +459,25 @@ impl RunSetup {
             budget: self.args.time_budget.map(|b| (Instant::now(), b)),
         };
         interrupt::arm();
+        let epochs_before = state.epochs_done;
+        if self.args.profile {
+            profile::reset();
+            profile::set_enabled(true);
+        }
+        let started = Instant::now();
         let report = fit_with(task, options, &mut state, &mut hooks);
+        let seconds = started.elapsed().as_secs_f64();
+        profile::set_enabled(false);
         hooks.progress.bar.finish_and_clear();
         let report = report?;
+        let profile = self.args.profile.then(|| {
+            let epochs = state.epochs_done - epochs_before;
+            let r = profile::snapshot().report(epochs, seconds, rayon::current_num_threads());
+            if !self.args.json {
+                eprint!("{}", r.table());
+            }
+            r
+        });
         if let Some(p) = ck_path {
             capture(task, &state)?.write(p)?;
         }
@@ -502,8 +523,30 @@ impl RunSetup {
             report,
             signal,
             time_budget,
+            profile,
         })
     }
+}
+
+/// The `profile` object of `--json`: seconds per epoch of each phase, the epoch, the solver
+/// floor and their ratio, and what the floor was computed from.
+fn profile_json(p: &profile::Report) -> serde_json::Value {
+    use crate::common::num;
+    let phases: serde_json::Map<String, serde_json::Value> = p
+        .phases
+        .iter()
+        .map(|(k, v)| (k.to_string(), num(*v)))
+        .collect();
+    serde_json::json!({
+        "phases": phases,
+        "epoch_seconds": num(p.epoch_seconds),
+        "solver_floor_seconds": num(p.solver_floor_seconds),
+        "floor_ratio": num(p.floor_ratio),
+        "solves_per_epoch": num(p.solves_per_epoch),
+        "seconds_per_solve": num(p.seconds_per_solve),
+        "threads": p.threads,
+        "epochs": p.epochs,
+    })
 }
 
 /// Refuses a total of `epochs` below what the checkpoint at `path` has trained.

@@ -39,10 +39,12 @@ pub use crate::gradient::{Batch, Diagnostics, Estimate, NoiseKey};
 use crate::gradient::{EstimatorState, GradientEstimator};
 use crate::loss::Loss;
 use crate::noise::NoiseModel;
+use crate::profile;
 use crate::rng::noise_rng;
 use crate::structure::StructuredArgmax;
 use ndarray::{Array1, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// Most `batch x draws x potentials` one estimate may work on (2^28: each of its three
 /// per-draw vectors then takes 2 GiB), checked before anything is allocated for the step.
@@ -88,6 +90,8 @@ struct Pair {
     y: Vec<usize>,
     y_eps: Vec<usize>,
     loss: f64,
+    /// `--profile`: nanoseconds of noise, plain solve, augmented solve and the rest.
+    nanos: [u64; 4],
 }
 
 /// Buffers reused across calls so that the hot loop does not allocate.
@@ -281,41 +285,112 @@ impl DlmEstimator {
         let linear = ws.linear;
         let pairs = &mut ws.pairs[..n_pairs];
 
-        // Phase 1: draw, perturb, solve plain and augmented.
+        // Phase 1: draw, perturb, solve plain and augmented, in parallel chunks of pairs, each
+        // chunk phase by phase: with `--profile` the clock is read once per phase and chunk,
+        // and twice per pair (to split its two solves).
+        let prof = profile::enabled();
+        let clock = || prof.then(Instant::now);
+        let ns = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_nanos() as u64,
+            _ => 0,
+        };
+        let region = clock();
+        let chunk = n_pairs.div_ceil(8 * rayon::current_num_threads()).max(1);
         pairs
-            .par_iter_mut()
+            .par_chunks_mut(chunk)
             .enumerate()
-            .with_min_len(4)
-            .try_for_each(|(k, p)| -> Result<()> {
-                let (b, d) = (k / draws, k % draws);
-                p.gamma.resize(m, 0.0);
-                p.pert.resize(m, 0.0);
-                p.aug.resize(m, 0.0);
-                let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
-                noise.sample(&mut rng, &mut p.gamma)?;
-                let th = &theta[b * m..(b + 1) * m];
-                crate::predictor::perturb(th, batch.sigma[b], &p.gamma, &mut p.pert)?;
-                let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
-                if linear {
-                    let l = &lin[b * m..(b + 1) * m];
-                    for ((a, &q), &li) in p.aug.iter_mut().zip(&p.pert).zip(l) {
-                        *a = q + eps * li;
-                    }
-                    let aug = ArrayViewD::from_shape(IxDyn(&inner), &p.aug[..]).expect("shape");
-                    structure.argmax_pair(pert, aug, &mut p.y, &mut p.y_eps)?;
-                } else {
-                    structure.argmax(pert.view(), &mut p.y)?;
-                    structure.argmax_loss_augmented(
-                        pert,
-                        loss,
-                        &batch.targets[b],
-                        eps,
-                        &mut p.y_eps,
-                    )?;
+            .try_for_each(|(c, ps)| -> Result<()> {
+                let first = c * chunk;
+                let t0 = clock();
+                for (j, p) in ps.iter_mut().enumerate() {
+                    let (b, d) = ((first + j) / draws, (first + j) % draws);
+                    p.gamma.resize(m, 0.0);
+                    p.pert.resize(m, 0.0);
+                    p.aug.resize(m, 0.0);
+                    let mut rng = noise_rng(key.seed, key.epoch, batch.example_ids[b], d as u64);
+                    noise.sample(&mut rng, &mut p.gamma)?;
+                    let th = &theta[b * m..(b + 1) * m];
+                    crate::predictor::perturb(th, batch.sigma[b], &p.gamma, &mut p.pert)?;
                 }
-                p.loss = loss.value(&batch.targets[b], &inner, &p.y)?;
+                let t1 = clock();
+                if linear {
+                    for (j, p) in ps.iter_mut().enumerate() {
+                        let b = (first + j) / draws;
+                        let l = &lin[b * m..(b + 1) * m];
+                        for ((a, &q), &li) in p.aug.iter_mut().zip(&p.pert).zip(l) {
+                            *a = q + eps * li;
+                        }
+                    }
+                }
+                let t2 = clock();
+                let (mut start, mut solves) = (t2, [0u64; 2]);
+                for (j, p) in ps.iter_mut().enumerate() {
+                    let b = (first + j) / draws;
+                    let pert = ArrayViewD::from_shape(IxDyn(&inner), &p.pert[..]).expect("shape");
+                    let mark = if linear {
+                        let aug = ArrayViewD::from_shape(IxDyn(&inner), &p.aug[..]).expect("shape");
+                        structure.argmax_pair(pert, aug, &mut p.y, &mut p.y_eps)?;
+                        if prof {
+                            profile::take_pair_mark()
+                        } else {
+                            None
+                        }
+                    } else {
+                        structure.argmax(pert.view(), &mut p.y)?;
+                        let mark = clock();
+                        structure.argmax_loss_augmented(
+                            pert,
+                            loss,
+                            &batch.targets[b],
+                            eps,
+                            &mut p.y_eps,
+                        )?;
+                        mark
+                    };
+                    if let Some(s) = start {
+                        let end = Instant::now();
+                        let (plain, aug) = profile::split_pair(s, mark, end);
+                        solves[0] += plain;
+                        solves[1] += aug;
+                        start = Some(end);
+                    }
+                }
+                let t3 = start;
+                for (j, p) in ps.iter_mut().enumerate() {
+                    let b = (first + j) / draws;
+                    p.loss = loss.value(&batch.targets[b], &inner, &p.y)?;
+                }
+                if prof {
+                    // The chunk's times, on its first pair (the others' are zero).
+                    for p in ps.iter_mut() {
+                        p.nanos = [0; 4];
+                    }
+                    let rest = ns(t1, t2) + ns(t3, clock());
+                    ps[0].nanos = [ns(t0, t1), solves[0], solves[1], rest];
+                }
                 Ok(())
             })?;
+        if prof {
+            profile::add_region(region);
+            let mut sum = [0u64; 4];
+            for p in pairs.iter() {
+                for (s, v) in sum.iter_mut().zip(p.nanos) {
+                    *s += v;
+                }
+            }
+            for (phase, v) in [
+                profile::Phase::Noise,
+                profile::Phase::PlainSolves,
+                profile::Phase::AugmentedSolves,
+                profile::Phase::Bookkeeping,
+            ]
+            .into_iter()
+            .zip(sum)
+            {
+                profile::add_thread(phase, v);
+            }
+            profile::count_solves(2 * n_pairs as u64);
+        }
 
         // Phase 2: zero-direction escape.
         let mut escapes = 0;

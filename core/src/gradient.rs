@@ -79,12 +79,19 @@ impl Batch<'_> {
                 ),
             ));
         }
-        if let Some((index, &value)) = self.theta.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(DlmError::NonFinite {
-                what: "potentials".into(),
-                index,
-                value,
-            });
+        match self.theta.as_slice() {
+            Some(s) => crate::error::ensure_finite("potentials", s)?,
+            None => {
+                if let Some((index, &value)) =
+                    self.theta.iter().enumerate().find(|(_, v)| !v.is_finite())
+                {
+                    return Err(DlmError::NonFinite {
+                        what: "potentials".into(),
+                        index,
+                        value,
+                    });
+                }
+            }
         }
         for (b, &s) in self.sigma.iter().enumerate() {
             if !(s.is_finite() && s >= 0.0) {

@@ -74,7 +74,10 @@ pub trait StructuredArgmax: Send + Sync {
     /// The default makes two independent calls; solvers that can reuse the first solve (dual
     /// variables, a warm start) override it. Both results must be optimal (exact ties may be
     /// broken differently from two separate [`argmax`](StructuredArgmax::argmax) calls) and
-    /// depend only on the two arrays, never on earlier calls.
+    /// depend only on the two arrays, never on earlier calls. Between its two solves the
+    /// default calls [`profile::pair_mark`](crate::profile::pair_mark) (one atomic load unless
+    /// `dlm train --profile`), so that a profile can tell the plain solve's time from the
+    /// augmented one's; an override may do the same.
     fn argmax_pair(
         &self,
         theta: ArrayViewD<'_, f64>,
@@ -83,6 +86,7 @@ pub trait StructuredArgmax: Send + Sync {
         out_aug: &mut Vec<usize>,
     ) -> Result<()> {
         self.argmax(theta, out)?;
+        crate::profile::pair_mark();
         self.argmax(theta_aug, out_aug)
     }
 

@@ -19,6 +19,7 @@ use crate::sort::check_first_step;
 use crate::trainer::{resume_point, EpochCursor, EpochProgress, StepTotals, Task};
 use dlm_core::error::{DlmError, Result};
 use dlm_core::estimator::{DlmEstimator, NoiseKey};
+use dlm_core::linalg::par_gemm;
 use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::NoiseModel;
 use dlm_core::rng::{rng_for, shuffle, Stream};
@@ -54,13 +55,14 @@ pub struct KnnMetrics {
 pub fn squared_distances(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
     let na: Array1<f64> = a.rows().into_iter().map(|r| r.dot(&r)).collect();
     let nb: Array1<f64> = b.rows().into_iter().map(|r| r.dot(&r)).collect();
-    let mut d = a.dot(&b.t());
-    d.mapv_inplace(|v| -2.0 * v);
+    // The product on all threads (the same result on any pool, see dlm_core::linalg).
+    let mut d = Array2::zeros((a.nrows(), b.nrows()));
+    par_gemm(1.0, &a, &b.t(), 0.0, &mut d.view_mut());
     for (mut row, &x) in d.rows_mut().into_iter().zip(&na) {
         for (v, &y) in row.iter_mut().zip(&nb) {
             // Rounding can make a distance slightly negative; NaN must stay NaN (f64::max
             // would turn it into 0 and hide a diverged network).
-            let d = *v + x + y;
+            let d = -2.0 * *v + x + y;
             *v = if d < 0.0 { 0.0 } else { d };
         }
     }
@@ -338,7 +340,7 @@ impl KnnTask {
         let train: &Dataset = &self.data.train;
         let nq = q.len();
         let idx: Vec<usize> = q.iter().chain(c).copied().collect();
-        let x = train.images.select(Axis(0), &idx);
+        let x = gather_rows(train.images.view(), &idx);
         let targets: Vec<Target> = q
             .iter()
             .map(|&qi| Target {
@@ -365,6 +367,20 @@ impl KnnTask {
         )?;
         Ok(StepTotals::of(&stats, stats.noiseless_loss * nq as f64, nq))
     }
+}
+
+/// The rows `idx` of `x` (as `x.select(Axis(0), idx)`), copied in parallel.
+fn gather_rows(x: ArrayView2<'_, f64>, idx: &[usize]) -> Array2<f64> {
+    let w = x.ncols();
+    let mut out = vec![0.0; idx.len() * w];
+    out.par_chunks_mut(w.max(1))
+        .zip(idx.par_iter())
+        .for_each(|(row, &i)| {
+            for (o, &v) in row.iter_mut().zip(x.row(i)) {
+                *o = v;
+            }
+        });
+    Array2::from_shape_vec((idx.len(), w), out).expect("idx.len() rows of w")
 }
 
 /// Potentials `theta_qj = -||e_q - e_j||^2` between the first `queries` rows of the embedding
@@ -430,7 +446,8 @@ pub fn distance_backward(
     let rs = g.sum_axis(Axis(1));
     let cs = g.sum_axis(Axis(0));
     let mut out = Array2::<f64>::zeros((nq + ec.nrows(), eq.ncols()));
-    let gq = g.dot(&ec);
+    let mut gq = Array2::zeros((nq, ec.ncols()));
+    par_gemm(1.0, &g, &ec, 0.0, &mut gq.view_mut());
     for (((mut row, e), gr), &r) in out
         .slice_mut(s![..nq, ..])
         .rows_mut()
@@ -439,9 +456,12 @@ pub fn distance_backward(
         .zip(gq.rows())
         .zip(&rs)
     {
-        row.assign(&((&e * r - gr) * -2.0));
+        for ((o, &e), &gr) in row.iter_mut().zip(&e).zip(&gr) {
+            *o = (e * r - gr) * -2.0;
+        }
     }
-    let gc = g.t().dot(&eq);
+    let mut gc = Array2::zeros((ec.nrows(), eq.ncols()));
+    par_gemm(1.0, &g.t(), &eq, 0.0, &mut gc.view_mut());
     for (((mut row, c), gr), &col) in out
         .slice_mut(s![nq.., ..])
         .rows_mut()
@@ -450,7 +470,9 @@ pub fn distance_backward(
         .zip(gc.rows())
         .zip(&cs)
     {
-        row.assign(&((&gr - &(&c * col)) * 2.0));
+        for ((o, &c), &gr) in row.iter_mut().zip(&c).zip(&gr) {
+            *o = (gr - c * col) * 2.0;
+        }
     }
     out
 }

@@ -12,12 +12,14 @@ use dlm_core::estimator::{Batch, DlmEstimate, DlmEstimator, NoiseKey, EPSILON_ST
 use dlm_core::gradient::{EstimatorState, GradientEstimator};
 use dlm_core::loss::{Loss, Target};
 use dlm_core::noise::NoiseModel;
+use dlm_core::profile::{self, Phase};
 use dlm_core::scorer::Scorer;
 use dlm_core::structure::StructuredArgmax;
 use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, Axis};
 use rayon::prelude::*;
 use std::fmt;
 use std::path::Path;
+use std::time::Instant;
 
 /// What every task trains: the structure, noise and loss, the `mu` and `sigma` scorers, and the
 /// gradient estimator with its state (for DLM, the current `eps`, which the zero-direction
@@ -39,6 +41,9 @@ pub struct PerturbedModel {
     state: EstimatorState,
     /// The `eps` of the last estimate (for estimators that keep none in their state).
     last_epsilon: f64,
+    /// Whether [`train_step`](PerturbedModel::train_step) must return the noiseless
+    /// predictions (see [`set_step_predictions`](PerturbedModel::set_step_predictions)).
+    step_predictions: bool,
 }
 
 impl fmt::Debug for PerturbedModel {
@@ -76,6 +81,7 @@ impl PerturbedModel {
             mu,
             sigma,
             last_epsilon: estimator.epsilon,
+            step_predictions: true,
             dlm: estimator,
             estimator: boxed,
             state,
@@ -129,6 +135,17 @@ impl PerturbedModel {
             self.state.set(EPSILON_STATE, eps);
         }
         self.last_epsilon = eps;
+    }
+
+    /// Whether [`train_step`](PerturbedModel::train_step) returns the noiseless predictions
+    /// (true, the default). A task that reads only [`StepStats::noiseless_loss`] sets it to
+    /// false: with an estimator that uses no noise, whose [`Estimate::loss`] is by contract
+    /// the loss of the noiseless `argmax <theta, phi>` on the same potentials, the step then
+    /// takes that loss instead of solving every example once more (`predictions` is empty).
+    ///
+    /// [`Estimate::loss`]: dlm_core::gradient::Estimate::loss
+    pub fn set_step_predictions(&mut self, on: bool) {
+        self.step_predictions = on;
     }
 
     /// The DLM settings the model was built with (the initial `eps`, draws, escape).
@@ -214,8 +231,11 @@ impl PerturbedModel {
                 ),
             ));
         }
+        let t = profile::now();
         let out = self.mu.forward(input.x_mu, true)?;
+        let t = profile::add_wall(Phase::MuForward, t);
         let theta = map.forward(out)?;
+        let t = profile::add_wall(Phase::PotentialMap, t);
         if theta.shape().first() != Some(&b) {
             return Err(DlmError::invalid(
                 "mu scorer",
@@ -226,23 +246,74 @@ impl PerturbedModel {
             ));
         }
         let sigma = self.sigmas(input.x_sigma, true)?;
-        let e = self.estimate(
+        let t = profile::add_wall(Phase::SigmaNet, t);
+        let before = t.map(|_| profile::accounted_nanos());
+        let mut e = self.estimate(
             theta.view(),
             sigma.view(),
             input.targets,
             input.example_ids,
             input.key,
         )?;
+        // What the estimator did not time itself is its bookkeeping.
+        if let (Some(t0), Some(before)) = (t, before) {
+            let inner = profile::accounted_nanos() - before;
+            let wall = profile::nanos_since(Some(t0));
+            profile::add_wall_nanos(Phase::Bookkeeping, wall.saturating_sub(inner));
+        }
+        let t = profile::now();
         let scale = 1.0 / b as f64;
-        let grad_out = map.backward((&e.grad_theta * scale).view())?;
-        self.mu.backward(grad_out.view())?;
-        self.mu.step()?;
-        self.step_sigma(&e.grad_sigma, scale)?;
-        let predictions = self.predict_potentials(theta.view())?;
-        let mut noiseless = 0.0;
-        let inner = &theta.shape()[1..];
-        for (p, t) in predictions.iter().zip(input.targets) {
-            noiseless += self.loss.value(t, inner, p)?;
+        let mut grad_theta = std::mem::take(&mut e.grad_theta);
+        grad_theta.mapv_inplace(|v| v * scale);
+        let grad_out = map.backward_owned(grad_theta)?;
+        profile::add_wall(Phase::PotentialMap, t);
+        // The networks' backward passes and steps, and the noiseless predictions on the same
+        // potentials, are independent: one worker starts the first while the others solve.
+        let solve = self.step_predictions || self.estimator.uses_noise();
+        let region = profile::now();
+        let (mu, sigma_net) = (&mut self.mu, &mut self.sigma);
+        let (structure, loss) = (self.structure.as_ref(), self.loss.as_ref());
+        let (networks, noiseless) = rayon::join(
+            || -> Result<u64> {
+                mu.backward(grad_out.view())?;
+                mu.step()?;
+                let t = region.map(|_| Instant::now());
+                step_sigma(sigma_net, &e.grad_sigma, scale)?;
+                Ok(profile::nanos_since(t))
+            },
+            || -> Result<(f64, Vec<Vec<usize>>, u64)> {
+                let mut noiseless = 0.0;
+                if !solve {
+                    // The estimate's losses are those of the noiseless argmax (no noise): the
+                    // same values, summed in the same order.
+                    for &l in &e.loss {
+                        noiseless += l;
+                    }
+                    return Ok((noiseless, Vec::new(), 0));
+                }
+                let (predictions, nanos) = solve_all(structure, theta.view(), region.is_some())?;
+                let inner = &theta.shape()[1..];
+                for (p, t) in predictions.iter().zip(input.targets) {
+                    noiseless += loss.value(t, inner, p)?;
+                }
+                Ok((noiseless, predictions, nanos))
+            },
+        );
+        let sigma_nanos = networks?;
+        let (noiseless, predictions, solve_nanos) = noiseless?;
+        if region.is_some() {
+            // The solves' and sigma's thread-time count as in any parallel region; the rest
+            // of the overlapped region's thread-time is the backward pass's (which may itself
+            // run on all workers), waits included.
+            let wall = profile::nanos_since(region);
+            let threads = rayon::current_num_threads() as u64;
+            profile::add_region_nanos(wall);
+            profile::add_thread(Phase::NoiselessSolves, solve_nanos);
+            profile::add_thread(Phase::SigmaNet, sigma_nanos);
+            profile::add_thread(
+                Phase::MuBackward,
+                (wall * threads).saturating_sub(solve_nanos + sigma_nanos),
+            );
         }
         Ok(StepStats {
             noiseless_loss: noiseless * scale,
@@ -265,28 +336,16 @@ impl PerturbedModel {
     /// The noiseless prediction (active set) of every example of potentials `[B, ...]`, solved
     /// in parallel and returned in order.
     pub fn predict_potentials(&self, theta: ArrayViewD<'_, f64>) -> Result<Vec<Vec<usize>>> {
-        let structure = self.structure.as_ref();
-        (0..theta.shape().first().copied().unwrap_or(0))
-            .into_par_iter()
-            .map(|i| {
-                let mut active = Vec::new();
-                structure.argmax(theta.index_axis(Axis(0), i), &mut active)?;
-                Ok(active)
-            })
-            .collect()
+        let region = profile::now();
+        let (out, nanos) = solve_all(self.structure.as_ref(), theta, region.is_some())?;
+        profile::add_region(region);
+        profile::add_thread(Phase::NoiselessSolves, nanos);
+        Ok(out)
     }
 
     /// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.
     pub fn step_sigma(&mut self, grad_sigma: &Array1<f64>, scale: f64) -> Result<()> {
-        if let NoiseScale::Learned(s) = &mut self.sigma {
-            let b = grad_sigma.len();
-            let g = (grad_sigma * scale)
-                .into_shape_with_order((b, 1))
-                .expect("b elements");
-            s.backward(g.into_dyn().view())?;
-            s.step()?;
-        }
-        Ok(())
+        step_sigma(&mut self.sigma, grad_sigma, scale)
     }
 
     /// Writes the weights (`mu`, and `sigma` when learned) and the current DLM `eps` into `m`
@@ -317,6 +376,51 @@ impl PerturbedModel {
         }
         Ok(())
     }
+}
+
+/// Back-propagates `scale * grad_sigma` into a learned sigma and steps its optimizer.
+fn step_sigma(sigma: &mut NoiseScale, grad_sigma: &Array1<f64>, scale: f64) -> Result<()> {
+    if let NoiseScale::Learned(s) = sigma {
+        let b = grad_sigma.len();
+        let g = (grad_sigma * scale)
+            .into_shape_with_order((b, 1))
+            .expect("b elements");
+        s.backward(g.into_dyn().view())?;
+        s.step()?;
+    }
+    Ok(())
+}
+
+/// The noiseless prediction of every example of `theta` (`[B, ...]`), in parallel chunks;
+/// with `prof`, also the solves' thread-nanoseconds (timed per chunk; the solves counted).
+fn solve_all(
+    structure: &dyn StructuredArgmax,
+    theta: ArrayViewD<'_, f64>,
+    prof: bool,
+) -> Result<(Vec<Vec<usize>>, u64)> {
+    let b = theta.shape().first().copied().unwrap_or(0);
+    let mut out = vec![Vec::new(); b];
+    let chunk = b.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let nanos = std::sync::atomic::AtomicU64::new(0);
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .try_for_each(|(c, actives)| -> Result<()> {
+            let t = prof.then(Instant::now);
+            for (j, active) in actives.iter_mut().enumerate() {
+                structure.argmax(theta.index_axis(Axis(0), c * chunk + j), active)?;
+            }
+            if t.is_some() {
+                nanos.fetch_add(
+                    profile::nanos_since(t),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            Ok(())
+        })?;
+    if prof {
+        profile::count_solves(b as u64);
+    }
+    Ok((out, nanos.into_inner()))
 }
 
 /// How the noise scale `sigma(x)` is obtained.
@@ -427,7 +531,9 @@ pub struct StepStats {
     pub zero_with_loss: (usize, usize),
     /// Draws in total.
     pub total_draws: usize,
-    /// The noiseless prediction (active set) of each example.
+    /// The noiseless prediction (active set) of each example; empty when the model does not
+    /// keep them and the estimator has no noise
+    /// ([`PerturbedModel::set_step_predictions`]).
     pub predictions: Vec<Vec<usize>>,
 }
 
@@ -438,6 +544,11 @@ pub trait PotentialMap {
     fn forward(&mut self, out: ArrayD<f64>) -> Result<ArrayD<f64>>;
     /// `d loss / d output` from `d loss / d potentials`.
     fn backward(&mut self, grad_theta: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>>;
+    /// [`backward`](PotentialMap::backward) of a gradient the caller no longer needs (a map
+    /// that only reshapes returns it without a copy).
+    fn backward_owned(&mut self, grad_theta: ArrayD<f64>) -> Result<ArrayD<f64>> {
+        self.backward(grad_theta.view())
+    }
 }
 
 /// The network outputs the potentials, optionally reshaped to `[B, shape...]`.
@@ -480,8 +591,10 @@ impl PotentialMap for IdentityMap {
             })
     }
     fn backward(&mut self, grad_theta: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
+        self.backward_owned(grad_theta.to_owned())
+    }
+    fn backward_owned(&mut self, grad_theta: ArrayD<f64>) -> Result<ArrayD<f64>> {
         grad_theta
-            .to_owned()
             .into_shape_with_order(ndarray::IxDyn(&self.out_shape))
             .map_err(|_| DlmError::invalid("potential gradient", "shape changed within a step"))
     }

@@ -928,7 +928,7 @@ impl StructuredTask {
                 ),
             ));
         }
-        let model = PerturbedModel::new(
+        let mut model = PerturbedModel::new(
             structure,
             noise,
             loss,
@@ -937,6 +937,8 @@ impl StructuredTask {
             settings.estimator.clone(),
         )?;
         model.check_sigma_shape(&input)?;
+        // The steps read the noiseless loss only (an estimator without noise gives it).
+        model.set_step_predictions(false);
         Ok(StructuredTask {
             settings,
             data,
@@ -1020,9 +1022,25 @@ impl Task for StructuredTask {
         let mut map = IdentityMap::new(Some(self.data.shape.clone()));
         let chunks: Vec<&[usize]> = order.chunks(self.settings.batch).collect();
         check_first_step(first, chunks.len())?;
+        // A batch's features and targets, in buffers reused from step to step.
+        let row: usize = train.x.shape()[1..].iter().product();
+        let all = train.x.as_slice().expect("features in standard layout");
+        let (mut flat, mut targets) = (Vec::new(), Vec::<Target>::new());
         for (s, chunk) in chunks.iter().enumerate().skip(first) {
-            let x = train.x.select(Axis(0), chunk);
-            let targets: Vec<Target> = chunk.iter().map(|&i| train.targets[i].clone()).collect();
+            flat.clear();
+            for &i in *chunk {
+                flat.extend_from_slice(&all[i * row..(i + 1) * row]);
+            }
+            let mut shape = train.x.shape().to_vec();
+            shape[0] = chunk.len();
+            let x = ArrayViewD::from_shape(IxDyn(&shape), &flat).expect("batch rows");
+            targets.resize_with(chunk.len(), Target::default);
+            for (t, &i) in targets.iter_mut().zip(*chunk) {
+                // Field by field: a derived clone_from would not reuse the buffers.
+                let Target { truth, weights } = &train.targets[i];
+                t.truth.clone_from(truth);
+                t.weights.clone_from(weights);
+            }
             let ids: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
             let stats = self.model.train_step(
                 StepInput {

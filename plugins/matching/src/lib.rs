@@ -157,6 +157,7 @@ impl StructuredArgmax for Matching {
     ) -> Result<()> {
         if self.algo != Algo::Lapjv || !self.warm {
             self.argmax(theta, out)?;
+            dlm_core::profile::pair_mark();
             return self.argmax(theta_aug, out_aug);
         }
         let t = checked_slice(self, &theta)?;
@@ -174,6 +175,7 @@ impl StructuredArgmax for Matching {
             col.resize(n, 0);
             lapjv::solve_max(t, n, ws, col);
             write_active(col, out);
+            dlm_core::profile::pair_mark();
             lapjv::solve_max_warm(ta, n, ws, col);
             write_active(col, out_aug);
         });

@@ -15,8 +15,9 @@
 //! [`Mlp::set_params`] and the serialised form is: for each layer in order,
 //! `W` in row-major order (`in` rows of `out` values), then `b`.
 
-use ndarray::linalg::general_mat_mul;
+use dlm_core::linalg::{par_gemm, par_map_inplace, par_zip_for_each, ELEMENT_CHUNK};
 use ndarray::{Array, Array1, Array2, ArrayD, ArrayViewD, Dimension, IxDyn, Zip};
+use rayon::prelude::*;
 
 /// Magic header of the binary serialisation produced by [`Mlp::to_bytes`].
 pub const MAGIC: &[u8; 8] = b"DLMMLP01";
@@ -278,6 +279,30 @@ fn apply_rule<D: Dimension>(
     s2: &mut Array<f64, D>,
     rule: Rule,
 ) {
+    // The optimizer's tensors are owned arrays in standard layout; large ones are updated in
+    // parallel chunks (the same arithmetic per entry, so the same result on any pool).
+    match (
+        p.as_slice_mut(),
+        g.as_slice(),
+        s1.as_slice_mut(),
+        s2.as_slice_mut(),
+    ) {
+        (Some(p), Some(g), Some(s1), Some(s2)) => {
+            if p.len() <= ELEMENT_CHUNK {
+                apply_rule_slices(p, g, s1, s2, rule);
+            } else {
+                p.par_chunks_mut(ELEMENT_CHUNK)
+                    .zip(g.par_chunks(ELEMENT_CHUNK))
+                    .zip(s1.par_chunks_mut(ELEMENT_CHUNK))
+                    .zip(s2.par_chunks_mut(ELEMENT_CHUNK))
+                    .for_each(|(((p, g), s1), s2)| apply_rule_slices(p, g, s1, s2, rule));
+            }
+        }
+        _ => unreachable!("optimizer tensors are contiguous"),
+    }
+}
+
+fn apply_rule_slices(p: &mut [f64], g: &[f64], s1: &mut [f64], s2: &mut [f64], rule: Rule) {
     match rule {
         Rule::Sgd {
             lr,
@@ -285,9 +310,9 @@ fn apply_rule<D: Dimension>(
             first,
         } => {
             if momentum == 0.0 {
-                Zip::from(p).and(g).for_each(|p, &g| *p -= lr * g);
+                p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * g);
             } else {
-                Zip::from(p).and(g).and(s1).for_each(|p, &g, buf| {
+                p.iter_mut().zip(g).zip(s1).for_each(|((p, &g), buf)| {
                     *buf = if first { g } else { momentum * *buf + g };
                     *p -= lr * *buf;
                 });
@@ -300,12 +325,16 @@ fn apply_rule<D: Dimension>(
             bc2_sqrt,
             eps,
         } => {
-            Zip::from(p).and(g).and(s1).and(s2).for_each(|p, &g, m, v| {
-                *m = lerp(*m, g, one_minus_beta1);
-                *v = *v * beta2 + (1.0 - beta2) * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p += -step_size * (*m / denom);
-            });
+            p.iter_mut()
+                .zip(g)
+                .zip(s1)
+                .zip(s2)
+                .for_each(|(((p, &g), m), v)| {
+                    *m = lerp(*m, g, one_minus_beta1);
+                    *v = *v * beta2 + (1.0 - beta2) * g * g;
+                    let denom = v.sqrt() / bc2_sqrt + eps;
+                    *p += -step_size * (*m / denom);
+                });
         }
     }
 }
@@ -553,7 +582,10 @@ impl Mlp {
         cache.acts.resize_with(layers + 1, Default::default);
         cache.pre.resize_with(layers, Default::default);
         ensure_shape(&mut cache.acts[0], rows, self.sizes[0]);
-        cache.acts[0].assign(&x2);
+        match (cache.acts[0].as_slice_mut(), x2.as_slice()) {
+            (Some(dst), Some(src)) => par_zip_for_each(dst, src, |o, x| *o = x),
+            _ => cache.acts[0].assign(&x2),
+        }
 
         for l in 0..layers {
             let act = if l + 1 == layers {
@@ -569,24 +601,42 @@ impl Mlp {
             if act == Activation::Identity {
                 // No derivative needed: write straight into the activation (pre[l] unused).
                 a_out.assign(&self.params.b[l]);
-                general_mat_mul(1.0, a_in, &self.params.w[l], 1.0, a_out);
+                par_gemm(
+                    1.0,
+                    &a_in.view(),
+                    &self.params.w[l].view(),
+                    1.0,
+                    &mut a_out.view_mut(),
+                );
             } else {
                 let z = &mut cache.pre[l];
                 ensure_shape(z, rows, width);
                 z.assign(&self.params.b[l]);
-                general_mat_mul(1.0, a_in, &self.params.w[l], 1.0, z);
-                Zip::from(a_out)
-                    .and(&*z)
-                    .for_each(|a, &z| *a = act.apply(z));
+                par_gemm(
+                    1.0,
+                    &a_in.view(),
+                    &self.params.w[l].view(),
+                    1.0,
+                    &mut z.view_mut(),
+                );
+                let (a, z) = (
+                    a_out.as_slice_mut().expect("owned"),
+                    z.as_slice().expect("owned"),
+                );
+                par_zip_for_each(a, z, |a, z| *a = act.apply(z));
             }
         }
         let shape = self.output_shape(&lead);
         let cache = &mut self.cache;
         cache.lead = lead;
         cache.valid = true;
-        cache.acts[layers]
-            .clone()
-            .into_shape_with_order(shape)
+        // Backward needs the output itself only for its activation's derivative.
+        let out = if self.output == Activation::Identity {
+            std::mem::take(&mut cache.acts[layers])
+        } else {
+            cache.acts[layers].clone()
+        };
+        out.into_shape_with_order(shape)
             .map_err(|e| format!("Mlp::forward: cannot reshape output: {e}"))
     }
 
@@ -601,12 +651,13 @@ impl Mlp {
             let act = self.activation(l);
             let mut z = Array2::zeros((rows, self.sizes[l + 1]));
             z.assign(&self.params.b[l]);
+            let w = self.params.w[l].view();
             match &a {
-                Some(prev) => general_mat_mul(1.0, prev, &self.params.w[l], 1.0, &mut z),
-                None => general_mat_mul(1.0, &x2, &self.params.w[l], 1.0, &mut z),
+                Some(prev) => par_gemm(1.0, &prev.view(), &w, 1.0, &mut z.view_mut()),
+                None => par_gemm(1.0, &x2.view(), &w, 1.0, &mut z.view_mut()),
             }
             if act != Activation::Identity {
-                z.mapv_inplace(|v| act.apply(v));
+                par_map_inplace(z.as_slice_mut().expect("owned"), |v| act.apply(v));
             }
             a = Some(z);
         }
@@ -664,7 +715,13 @@ impl Mlp {
                 upper[0].view()
             };
             // dW += a_in^T · delta ; db += column sums of delta.
-            general_mat_mul(1.0, &cache.acts[l].t(), &delta, 1.0, &mut self.grads.w[l]);
+            par_gemm(
+                1.0,
+                &cache.acts[l].t(),
+                &delta,
+                1.0,
+                &mut self.grads.w[l].view_mut(),
+            );
             let gb = &mut self.grads.b[l];
             for row in delta.rows() {
                 *gb += &row;
@@ -672,13 +729,31 @@ impl Mlp {
             if l > 0 {
                 let prev = &mut lower[l - 1];
                 ensure_shape(prev, rows, self.sizes[l]);
-                general_mat_mul(1.0, &delta, &self.params.w[l].t(), 0.0, prev);
+                par_gemm(
+                    1.0,
+                    &delta,
+                    &self.params.w[l].t(),
+                    0.0,
+                    &mut prev.view_mut(),
+                );
                 let act = self.hidden;
                 if act != Activation::Identity {
-                    Zip::from(prev)
-                        .and(&cache.pre[l - 1])
-                        .and(&cache.acts[l])
-                        .for_each(|d, &z, &a| *d *= act.derivative(z, a));
+                    let d = prev.as_slice_mut().expect("owned");
+                    let z = cache.pre[l - 1].as_slice().expect("owned");
+                    let a = cache.acts[l].as_slice().expect("owned");
+                    let f = |d: &mut [f64], z: &[f64], a: &[f64]| {
+                        for ((d, &z), &a) in d.iter_mut().zip(z).zip(a) {
+                            *d *= act.derivative(z, a);
+                        }
+                    };
+                    if d.len() <= ELEMENT_CHUNK {
+                        f(d, z, a);
+                    } else {
+                        d.par_chunks_mut(ELEMENT_CHUNK)
+                            .zip(z.par_chunks(ELEMENT_CHUNK))
+                            .zip(a.par_chunks(ELEMENT_CHUNK))
+                            .for_each(|((d, z), a)| f(d, z, a));
+                    }
                 }
             }
         }
