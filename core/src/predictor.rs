@@ -359,7 +359,29 @@ fn sample_counted(
                 },
             )
             .map(|r| r.map(|(_, map)| map))
-            .try_reduce(BTreeMap::new, |a, b| Ok(merge_maps(a, b)))?;
+            .try_reduce(BTreeMap::new, |a, b| Ok(merge_maps(a, b)));
+        // Which failing sample a parallel loop meets first depends on the schedule: report the
+        // first one in sample order, so that the message does not depend on it.
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let mut scratch = Scratch::default();
+                let mut out = Vec::new();
+                for i in 0..len {
+                    let mut rng = rng_for(seed, Stream::Other, &[(start + i) as u64]);
+                    perturb_and_map(
+                        structure,
+                        noise,
+                        theta.view(),
+                        sigma,
+                        &mut rng,
+                        &mut scratch,
+                        &mut out,
+                    )?;
+                }
+                return Err(e);
+            }
+        };
         for v in vals.iter() {
             total += v;
         }
