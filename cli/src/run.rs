@@ -281,6 +281,7 @@ impl RunSetup {
                 let stored = to_store(&as_given, structured)?;
                 args.given = as_given;
                 args.quiet = a.quiet;
+                args.profile = a.profile;
                 // The checkpoint is updated in place unless another file is named.
                 args.checkpoint = Some(a.checkpoint.clone().unwrap_or_else(|| rp.clone()));
                 args.resume = Some(rp.clone());

@@ -143,6 +143,38 @@ fn profile_phases_add_up_to_the_epoch_and_the_floor_is_below_it() {
         err.contains("plain_solves") && err.contains("epoch / floor"),
         "{err}"
     );
+    // A resumed run profiles the epochs it runs (--profile is not stored in the checkpoint).
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.dlm");
+    let ck = ck.to_str().unwrap();
+    let first = [
+        "train",
+        "--n",
+        "6",
+        "--epochs",
+        "3",
+        "--patience",
+        "0",
+        "--checkpoint",
+        ck,
+        "--quiet",
+    ];
+    assert!(dlm(&first).status.success());
+    let v = ok_json(&[
+        "train",
+        "--resume",
+        ck,
+        "--epochs",
+        "5",
+        "--profile",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(v["profile"]["epochs"].as_u64(), Some(2), "{v}");
+    let v = ok_json(&[
+        "train", "--resume", ck, "--epochs", "6", "--json", "--quiet",
+    ]);
+    assert!(v.get("profile").is_none(), "{v}");
 }
 
 fn model_bytes(args: &[&str], extra: &[&str], path: &Path) -> Vec<u8> {

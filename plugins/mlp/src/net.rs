@@ -722,9 +722,24 @@ impl Mlp {
                 1.0,
                 &mut self.grads.w[l].view_mut(),
             );
-            let gb = &mut self.grads.b[l];
-            for row in delta.rows() {
-                *gb += &row;
+            let gb = self.grads.b[l].as_slice_mut().expect("owned");
+            match delta.as_slice() {
+                // Row after row, as ndarray's row-wise `+=` (the same sums, without its
+                // per-row overhead).
+                Some(d) => {
+                    for row in d.chunks_exact(gb.len()) {
+                        for (g, &v) in gb.iter_mut().zip(row) {
+                            *g += v;
+                        }
+                    }
+                }
+                None => {
+                    for row in delta.rows() {
+                        for (g, &v) in gb.iter_mut().zip(row) {
+                            *g += v;
+                        }
+                    }
+                }
             }
             if l > 0 {
                 let prev = &mut lower[l - 1];
