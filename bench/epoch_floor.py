@@ -80,8 +80,8 @@ def med(rows, key):
 
 
 def summary(rows):
-    s = {k: med(rows, k) for k in ("epoch_seconds", "solver_floor_seconds", "floor_ratio")
-         if k in rows[0]}
+    s = {k: med(rows, k) for k in ("epoch_seconds", "solver_floor_seconds", "floor_ratio",
+                                   "solves_per_epoch", "seconds_per_solve") if k in rows[0]}
     if "phases" in rows[0]:
         s["phases"] = {k: statistics.median(r["phases"][k] for r in rows)
                        for k in rows[0]["phases"]}
