@@ -80,8 +80,11 @@ def med(rows, key):
 
 
 def summary(rows):
-    s = {k: med(rows, k) for k in ("epoch_seconds", "solver_floor_seconds", "floor_ratio")
-         if k in rows[0]}
+    s = {k: med(rows, k) for k in ("epoch_seconds", "solver_floor_seconds", "floor_ratio",
+                                   "solves_per_epoch", "seconds_per_solve") if k in rows[0]}
+    if "floor_ratio" in rows[0]:
+        s["floor_ratio_range"] = [min(r["floor_ratio"] for r in rows),
+                                  max(r["floor_ratio"] for r in rows)]
     if "phases" in rows[0]:
         s["phases"] = {k: statistics.median(r["phases"][k] for r in rows)
                        for k in rows[0]["phases"]}
@@ -141,6 +144,8 @@ def main():
             for k in ("step_seconds", "gemm_floor_seconds", "floor_ratio",
                       "gemm_flops_per_second", "gemm_flops_per_second_one_thread",
                       "flops_per_step")}
+        res["compare"]["knn"][side]["floor_ratio_range"] = [
+            min(v["floor_ratio"] for v in knn[side]), max(v["floor_ratio"] for v in knn[side])]
         res["compare"]["knn"][side]["phases"] = {
             k: statistics.median(v["phases"][k] for v in knn[side]) for k in knn[side][0]["phases"]}
         res["compare"]["knn"][side]["load"] = [min(x for v in knn[side] for x in v["load"]),

@@ -77,6 +77,12 @@ def ms(x):
     return f"{x * 1e3:.3f}" if x < 0.01 else f"{x * 1e3:.2f}"
 
 
+def spread(rows, key="floor_ratio"):
+    """`median (min-max)` of `key` over the rounds' raw rows."""
+    v = sorted(r[key] for r in rows)
+    return f"{statistics.median(v):.2f} ({v[0]:.2f}-{v[-1]:.2f})"
+
+
 def replace_block(md, name, body):
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     i, j = md.index(start) + len(start), md.index(end)
@@ -144,21 +150,23 @@ if os.path.exists(EF):
          f"{ef['rounds']} rounds, medians; 1-minute load average {lo:.1f}-{hi:.1f}; "
          f"commit {ef['git_commit'][:7]}). Each row is `dlm train --task sort --n D --draws K "
          "--seed 1 --epochs E --patience 0 --profile --json` (batch 10, learned sigma, "
-         "2 threads; E in the JSON); the ratio is each run's own epoch / floor.", "",
+         "2 threads; E in the JSON); the ratio is each run's own epoch / floor, its median and "
+         "(in brackets) its lowest and highest value over the rounds.", "",
          "| d | epochs | epoch (ms) | solver floor (ms) | epoch / floor | solves / epoch | µs per solve | noise (ms) | other non-solve (ms) |",
          "|---|---|---|---|---|---|---|---|---|"]
     for r in ef["trend_d"]:
         noise = r["phases"]["noise"]
         other = r["epoch_seconds"] - r["solver_floor_seconds"] - noise
-        per_solve = r["solver_floor_seconds"] * 2 / 110 * 1e6
         L.append(f"| {r['d']} | {ef['epochs'][str(r['d'])]} | {ms(r['epoch_seconds'])} | "
-                 f"{ms(r['solver_floor_seconds'])} | {r['floor_ratio']:.2f} | 110 | "
-                 f"{per_solve:.1f} | {ms(noise)} | {ms(max(other, 0.0))} |")
+                 f"{ms(r['solver_floor_seconds'])} | {spread(ef['raw']['sizes'][str(r['d'])])} | "
+                 f"{r['solves_per_epoch']:.0f} | {r['seconds_per_solve'] * 1e6:.1f} | "
+                 f"{ms(noise)} | {ms(max(other, 0.0))} |")
     L += ["", "| draws (d = 50) | epoch (ms) | solver floor (ms) | epoch / floor | solves / epoch | noise (ms) |",
           "|---|---|---|---|---|---|"]
     for r in ef["trend_draws"]:
         L.append(f"| {r['draws']} | {ms(r['epoch_seconds'])} | {ms(r['solver_floor_seconds'])} | "
-                 f"{r['floor_ratio']:.2f} | {10 * 2 * r['draws'] + 10} | {ms(r['phases']['noise'])} |")
+                 f"{spread(ef['raw']['draws'][str(r['draws'])])} | {r['solves_per_epoch']:.0f} | "
+                 f"{ms(r['phases']['noise'])} |")
     spp = ef["shortest_path_profile"]
     kn = ef["compare"]["knn"]["after"]
     spe = ef["compare"]["shortest_path"]["after"]["seconds_per_epoch"]
@@ -185,15 +193,16 @@ if os.path.exists(EF):
         for d in (25, 50, 100):
             b = next(r for r in c["sort"] if r["side"] == "before" and r["d"] == d)
             a = next(r for r in c["sort"] if r["side"] == "after" and r["d"] == d)
+            raw = ba["raw"]["compare_sort"]
             L.append(f"| {d} | {ms(b['epoch_seconds'])} | {ms(b['solver_floor_seconds'])} | "
-                     f"{b['floor_ratio']:.2f} | {ms(a['epoch_seconds'])} | "
-                     f"{ms(a['solver_floor_seconds'])} | {a['floor_ratio']:.2f} |")
+                     f"{spread(raw['before'][str(d)])} | {ms(a['epoch_seconds'])} | "
+                     f"{ms(a['solver_floor_seconds'])} | {spread(raw['after'][str(d)])} |")
         L += ["", "| k-NN step (784-256-64, 100 x 800, `dlm bench knn-step`) | step (ms) | GEMM floor (ms) | step / floor | GEMM rate, 2 threads / 1 (Gflop/s) |",
               "|---|---|---|---|---|"]
         for side in ("before", "after"):
             k = c["knn"][side]
             L.append(f"| {side} | {ms(k['step_seconds'])} | {ms(k['gemm_floor_seconds'])} | "
-                     f"{k['floor_ratio']:.2f} | {k['gemm_flops_per_second'] / 1e9:.1f} / "
+                     f"{spread(ba['raw']['knn'][side])} | {k['gemm_flops_per_second'] / 1e9:.1f} / "
                      f"{k['gemm_flops_per_second_one_thread'] / 1e9:.1f} |")
         sp = c["shortest_path"]
         L += ["", "| shortest path, SPO+ (`dlm train --task shortest-path --estimator spo+ --epochs 20`) | ms per epoch |",

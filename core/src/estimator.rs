@@ -295,7 +295,12 @@ impl DlmEstimator {
             _ => 0,
         };
         let region = clock();
-        let chunk = n_pairs.div_ceil(8 * rayon::current_num_threads()).max(1);
+        // Small chunks balance the workers' loads (a pair's solves vary), but at least ~512
+        // potentials each, so that tiny problems are not split below the cost of a hand-off.
+        let chunk = n_pairs
+            .div_ceil(16 * rayon::current_num_threads())
+            .max(512usize.div_ceil(m.max(1)))
+            .max(1);
         pairs
             .par_chunks_mut(chunk)
             .enumerate()

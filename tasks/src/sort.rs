@@ -70,15 +70,28 @@ pub fn uniform_sequences(
     Array2::from_shape_fn((count, n), |_| lo + (hi - lo) * open01(&mut rng))
 }
 
-/// The descending rank of every number (ties to the lower index).
+/// The descending rank of every number (ties to the lower index): the rank of `x[j]` is the
+/// number of `i` with `x[i] > x[j]`, or `x[i] == x[j]` and `i < j`.
 pub fn descending_ranks(x: &[f64], out: &mut Vec<usize>) {
     out.clear();
-    out.extend((0..x.len()).map(|j| {
-        x.iter()
-            .enumerate()
-            .filter(|&(i, &v)| v > x[j] || (v == x[j] && i < j))
-            .count()
-    }));
+    if x.iter().any(|v| v.is_nan()) {
+        // NaN compares false with everything: the definition, counted (O(n^2)).
+        out.extend((0..x.len()).map(|j| {
+            x.iter()
+                .enumerate()
+                .filter(|&(i, &v)| v > x[j] || (v == x[j] && i < j))
+                .count()
+        }));
+        return;
+    }
+    // The same ranks by sorting (O(n log n)): descending values, equal ones (also -0 and +0)
+    // by index; a number's rank is its place in that order.
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_unstable_by(|&a, &b| x[b].partial_cmp(&x[a]).expect("no NaN").then(a.cmp(&b)));
+    out.resize(x.len(), 0);
+    for (rank, &j) in order.iter().enumerate() {
+        out[j] = rank;
+    }
 }
 
 /// The target of one sequence: the true matching and the numbers (for the `sort` loss).
@@ -451,6 +464,31 @@ pub(crate) fn check_first_step(first: usize, steps: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranks_by_sorting_equal_the_counted_definition() {
+        let counted = |x: &[f64]| -> Vec<usize> {
+            (0..x.len())
+                .map(|j| {
+                    x.iter()
+                        .enumerate()
+                        .filter(|&(i, &v)| v > x[j] || (v == x[j] && i < j))
+                        .count()
+                })
+                .collect()
+        };
+        let mut r = Vec::new();
+        let mut rng = rng_for(5, Stream::Other, &[9]);
+        for n in [1, 2, 7, 25, 100] {
+            let mut x: Vec<f64> = (0..n).map(|_| (open01(&mut rng) * 4.0).floor()).collect();
+            x.extend([0.0, -0.0, 3.0, 1e300, -1e300]);
+            descending_ranks(&x, &mut r);
+            assert_eq!(r, counted(&x));
+            x.push(f64::NAN);
+            descending_ranks(&x, &mut r);
+            assert_eq!(r, counted(&x));
+        }
+    }
 
     #[test]
     fn ranks_metrics_and_loss() {
