@@ -120,8 +120,8 @@ def render(out):
         md.append("Best fixed sigma (seed 0, 3 epochs; mean test accuracy over k = 1, 3, 5, 9): "
                   + ", ".join(f"fixed:{v} {100 * mean4(d):.2f} %" for v, d in grid.items()))
         md.append("")
-    rows = [(r, None) for r in ("none", "fixed", "learned", "learnedsgd")]
-    rows = [(r, x) for r, x in rows if all(load(out, f"{r}-s{s}") for s in SEEDS)]
+    rows = [r for r in ("none", "fixed", "learned", "learnedsgd")
+            if all(load(out, f"{r}-s{s}") for s in SEEDS)]
     if rows:
         best = best_fixed(out)
         names = {"none": "none", "fixed": f"fixed:{best}",
@@ -130,7 +130,7 @@ def render(out):
         md.append("| sigma | k = 1 | k = 3 | k = 5 | k = 9 | mean of the 4 | sigma (first → last epoch) "
                   "| \\|dL/dsigma\\| (first → last epoch) | zero (loss), last epoch |")
         md.append("|---|---|---|---|---|---|---|---|---|")
-        for r, _ in rows:
+        for r in rows:
             ds = [load(out, f"{r}-s{s}") for s in SEEDS]
             accs = [pm([d["test"]["accuracy"][k] for d in ds]) for k in KS]
             m = statistics.mean(mean4(d) for d in ds)

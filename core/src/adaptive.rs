@@ -124,23 +124,23 @@ pub fn score_spread(batch: &Batch<'_>) -> f64 {
     }
 }
 
+/// The same estimator as [`DlmEstimator`] with another eps schedule: its name, flags and
+/// initial state are the wrapped estimator's.
 impl GradientEstimator for AdaptiveDlm {
     fn name(&self) -> &str {
-        "dlm"
+        GradientEstimator::name(&self.dlm)
     }
 
     fn learns_sigma(&self) -> bool {
-        true
+        GradientEstimator::learns_sigma(&self.dlm)
     }
 
     fn uses_noise(&self) -> bool {
-        true
+        GradientEstimator::uses_noise(&self.dlm)
     }
 
     fn initial_state(&self) -> EstimatorState {
-        let mut s = EstimatorState::new();
-        s.set(EPSILON_STATE, self.dlm.epsilon);
-        s
+        GradientEstimator::initial_state(&self.dlm)
     }
 
     fn estimate(
